@@ -185,6 +185,9 @@ class StructuredRoot:
         # whether the "jittered covariance" warning was given: once per root, not once per
         # solve and once per log determinant of every log density
         self.jitter_warned = False
+        # whether a root factorised without jitter was checked for singularity to working
+        # precision (a few triangular solves, once)
+        self.singular_checked = False
 
 
 def _cols(a: Tensor, z: Tensor):
@@ -220,6 +223,64 @@ def _warn_jittered(root: StructuredRoot, name: str, jitter: float) -> None:
     root.jitter_warned = True
 
 
+def _smallest_eigenvalue_bound(chol: Tensor, iters: int = 8) -> Tensor:
+    r"""An upper bound ``[*batch]`` on the smallest eigenvalue of :math:`LL^\top` (``chol``
+    ``[*batch, n, n]``), by inverse iteration from a fixed start: :math:`\lVert v\rVert /
+    \lVert (LL^\top)^{-1} v\rVert` for any :math:`v \ne 0` is at least :math:`\lambda_{\min}`
+    and approaches it; ``iters`` triangular solve pairs, :math:`O(n^2)` each."""
+    with torch.no_grad():
+        c = chol.detach()
+        n = c.shape[-1]
+        # a fixed, non-symmetric start (cosines of incommensurate frequencies): deterministic,
+        # and not orthogonal to a near-null direction such as a mass row or a constant mode
+        k = torch.arange(1, n + 1, dtype=c.dtype, device=c.device)
+        v = torch.cos(k * 1.7320508 + 0.5) + 1.0 / k
+        v = (v / v.norm()).expand(*c.shape[:-1]).unsqueeze(-1)
+        bound = None
+        for _ in range(iters):
+            w = torch.cholesky_solve(v, c)
+            norm = w.norm(dim=(-2, -1))
+            ratio = 1.0 / norm  # ||v|| = 1
+            # fmin: an overflowing solve (a pivot of ~0) gives a bound of 0 and NaN after it
+            bound = ratio if bound is None else torch.fmin(bound, ratio)
+            v = w / norm[..., None, None]
+        return bound
+
+
+def _warn_singular(root: StructuredRoot, name: str, chols: list[Tensor]) -> None:
+    """Warn, once per ``root``, that a covariance factorised without jitter is singular to
+    working precision (smallest eigenvalue below ``n eps`` of its largest variance): its log
+    densities and solves are set by round-off along its near-null directions, as a jittered
+    one's are by the jitter (which warns; whether a covariance needs the jitter is itself
+    decided by round-off). ``chols``: the factor, or a Kronecker product's factors' factors
+    (the product is singular to working precision when one of them is)."""
+    if root.jitter_warned or root.singular_checked:
+        return
+    found = []  # (relative smallest eigenvalue, n eps) of the singular ones
+    for chol in chols:
+        n, eps = chol.shape[-1], torch.finfo(chol.dtype).eps
+        with torch.no_grad():
+            top = chol.detach().pow(2).sum(-1).amax(-1)  # the largest variance (diagonal)
+            # the largest variance is at most the largest eigenvalue: a conservative round-off
+            rel = _smallest_eigenvalue_bound(chol) / top.clamp_min(torch.finfo(chol.dtype).tiny)
+        if bool((rel <= n * eps).any()):
+            found.append((float(rel.min()), n * eps))
+    if found:
+        worst, floor = min(found)
+        warnings.warn(
+            f"{name}: singular to working precision (smallest eigenvalue about {worst:.1e} of "
+            f"its largest variance, below the round-off n eps = {floor:.1e}, e.g. a covariance "
+            "conditioned exactly on a constraint); log densities and solves along its "
+            "near-null directions are set by round-off. Add a nugget (a small "
+            "multiple of the identity, or scaled per coordinate) to it for a density of your "
+            "own choosing",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
+        root.jitter_warned = True
+    root.singular_checked = True
+
+
 def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
     a = to_dense(cov)
     chol, jitter = _psd_cholesky_jitter(a, name)
@@ -230,10 +291,14 @@ def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
 
     def logdet():
         _warn_jittered(root, name, jitter)
+        if not jitter:
+            _warn_singular(root, name, [chol])
         return 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
     def solve(v):
         _warn_jittered(root, name, jitter)
+        if not jitter:
+            _warn_singular(root, name, [chol])
         vv, undo = _cols(chol, v)
         return undo(torch.cholesky_solve(vv, chol))
 
@@ -309,12 +374,16 @@ def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
 
     def logdet():
         _warn_jittered(root, name, jitter)
+        if not jitter:
+            _warn_singular(root, name, chols)
         return sum((n // s) * 2 * c.diagonal().log().sum() for s, c in zip(sizes, chols))
 
     inv: list[Tensor] = []  # the factors' inverses, formed at the first solve only
 
     def solve(v):
         _warn_jittered(root, name, jitter)
+        if not jitter:
+            _warn_singular(root, name, chols)
         # inverses formed without autograd (a solve under no_grad) are formed again when
         # gradients are wanted: reused, they dropped the solve's share of the gradient
         # (log_prob's gradient was that of its log-determinant alone)
@@ -330,19 +399,38 @@ def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
     return root
 
 
+def _round_off_zero(eigenvalues: list[Tensor]) -> Tensor:
+    r"""Eigenvalues of :math:`\otimes_i A_i` (``[prod n_i]``, C order) from those of the factors
+    (``[n_i]`` each), each factor's values of magnitude at most :math:`n_i\,\epsilon\,
+    \max|e_i|` (round-off of a singular factor's zero eigenvalues) set to 0 first."""
+    lam = None
+    for e in eigenvalues:
+        tol = max(e.shape[-1], 1) * torch.finfo(e.dtype).eps * e.abs().amax(-1, keepdim=True)
+        e = torch.where(e.abs() <= tol, torch.zeros_like(e), e)
+        lam = e if lam is None else torch.kron(lam, e)
+    return lam
+
+
 def _kron_added_diag_root(cov: KroneckerProductAddedDiagLinearOperator, name: str):
     factors = [to_dense(f) for f in cov._linear_op.linear_ops]
     eigs = [torch.linalg.eigh(0.5 * (f + f.mT)) for f in factors]
-    lam = None
-    for e in eigs:  # the product's eigenvalues are the products of the factors' (signs too)
-        lam = e.eigenvalues if lam is None else torch.kron(lam, e.eigenvalues)
+    # the product's eigenvalues are the products of the factors' (signs too); each factor's
+    # eigenvalues within its round-off of 0 (n_i eps max|e_i|) are 0 to working precision: a
+    # smooth kernel factor's (long length scale, fine grid) came back as about -1e-6 of its
+    # largest in float32, and their products with the other factors' largest made a positive
+    # definite K + d I (d > 0 the nugget) read as indefinite and refused
+    lam = _round_off_zero([e.eigenvalues for e in eigs])
     # K + d I = Q (lam + d) Q^T exactly for any symmetric K (its sign included): only the sum
     # must be positive definite, as for a dense covariance
-    total = lam + cov._diag_tensor.diagonal()[..., 0]
+    d = cov._diag_tensor.diagonal()[..., 0]
+    total = lam + d
     if bool((total <= 0).any()):
         raise ValueError(
             f"{name}: Kronecker-plus-diagonal covariance is not positive definite (smallest "
-            f"eigenvalue {float(total.min()):.3e})"
+            f"eigenvalue {float(total.min()):.3e} with the constant diagonal "
+            f"{float(d.min()):.3e}); its Kronecker part has eigenvalues below -{float(d.min()):.1e}"
+            " beyond round-off: check that the factors are positive semi-definite (or that "
+            "their product is) and raise the constant diagonal"
         )
     qs = [e.eigenvectors for e in eigs]
     qts = [q.mT for q in qs]

@@ -329,6 +329,28 @@ def _sigma(sigma_g, s_prior: Tensor, relative: bool) -> Tensor:
     return sig.expand(s_prior.shape[:-1])
 
 
+def _refuse_not_pd(s_prior: Tensor, sig: Tensor, info: Tensor) -> None:
+    """The ``ValueError`` for a ``G Sigma G^T + sigma_g^2 I`` without a Cholesky factor: an
+    indefinite prior's, or (nearly dependent rows, e.g. two sensors' almost equal mass rows,
+    with a ``sigma_g`` below round-off) one whose ``G Sigma G^T`` is singular to working
+    precision and whose round-off negatives ``sigma_g^2`` does not lift."""
+    failed = info.reshape(-1) > 0
+    ev = torch.linalg.eigvalsh(s_prior.reshape(-1, *s_prior.shape[-2:])[failed])
+    lo, hi = float(ev[:, 0].min()), float(ev[:, -1].max())
+    round_off = 1e3 * torch.finfo(s_prior.dtype).eps * max(hi, 0.0)
+    if lo < -round_off or hi <= 0:  # beyond round-off: the prior covariance is not PSD
+        raise ValueError("G Sigma G^T + sigma_g^2 I: not positive definite")
+    smallest = float(sig.reshape(-1, sig.shape[-1])[failed].min())
+    raise ValueError(
+        "G Sigma G^T + sigma_g^2 I: not positive definite to working precision for "
+        f"{int(failed.sum())} batch entries: G Sigma G^T is singular there (eigenvalues from "
+        f"{lo:.3e} to {hi:.3e}: its constraint rows are linearly dependent, or nearly so, under "
+        f"the prior, e.g. two rows almost equal), and sigma_g = {smallest:.3e} is below its "
+        f"round-off; give a sigma_g above about {math.sqrt(round_off):.1e}, "
+        "or merge the dependent rows into one"
+    )
+
+
 def conservation_update(
     prior: GaussianPosterior,
     G: Tensor,
@@ -465,7 +487,7 @@ def conservation_update(
             )
     chol, info = torch.linalg.cholesky_ex(s)
     if bool(info.any()):
-        raise ValueError("G Sigma G^T + sigma_g^2 I: not positive definite")
+        _refuse_not_pd(s_prior, sig, info)
     gain = torch.cholesky_solve(sgt.mT, chol).mT  # K [*batch, N, m]
 
     def gm(v: Tensor) -> Tensor:
