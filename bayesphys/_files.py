@@ -268,7 +268,7 @@ def _record_swept(target: Path) -> None:
             _SWEPT.popitem(last=False)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a fresh name beside ``path``'s real target, then rename it there.
 
     Returns ``path`` as given. ``write`` must create the file itself (so it gets the usual

@@ -21,7 +21,10 @@ def _shape_arg(name: str, shape) -> torch.Size:
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)  # np.int64(3) was refused, though (np.int64(3),) was not
     if isinstance(shape, (str, bytes, bool)) or isinstance(shape, Tensor) and shape.ndim == 0:
-        raise TypeError(f"{name}: expected torch.Size or a tuple of ints, received {shape!r}")
+        raise TypeError(
+            f"{name}: expected an int, a torch.Size or a sequence (tuple, list) of ints >= 0, "
+            f"received {shape!r}"
+        )
     try:
         items = tuple(shape)
         if any(_is_bool(n) for n in items):  # torch.tensor([True, False]) gave (1, 0)
@@ -29,7 +32,8 @@ def _shape_arg(name: str, shape) -> torch.Size:
         size = torch.Size(items)
     except TypeError as err:
         raise TypeError(
-            f"{name}: expected torch.Size or a tuple of ints, received {shape!r}"
+            f"{name}: expected an int, a torch.Size or a sequence (tuple, list) of ints >= 0, "
+            f"received {shape!r}"
         ) from err
     if any(n < 0 for n in size):
         raise ValueError(f"{name}: expected non-negative sizes, received {tuple(size)}")

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_increasing, check_int, check_real, check_seed, offset_seed
-from .._device import array_as_tensor, check_finite
+from .._device import AxisLike, array_as_tensor, check_finite
 from .._posterior_args import _check_levels
 from .._posterior_base import central_intervals, is_posterior, missing_members
 from .._progress import progress_bar
@@ -156,11 +156,12 @@ def total_mass(weights: Tensor | float = 1.0, event_ndim: int = 1) -> Summary:
     return f
 
 
-def front_position(x: Tensor, level: float = 0.5) -> Summary:
+def front_position(x: AxisLike, level: float = 0.5) -> Summary:
     r"""Summary: the largest grid coordinate where a 1-D field still exceeds ``level``.
 
     :math:`x_f = \max\{x_j : u(x_j) \ge c\}` refined by linear interpolation to the next point
-    (``x[0]`` when no point exceeds ``c``). ``u [*S, n] -> [*S]``; ``x [n]`` increasing.
+    (``x[0]`` when no point exceeds ``c``). ``u [*S, n] -> [*S]``; ``x [n]`` increasing (a
+    tensor, or an array or list of numbers, taken as float64).
     """
     if not isinstance(x, Tensor):
         x = torch.as_tensor(x, dtype=torch.float64)

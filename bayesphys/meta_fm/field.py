@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real, did_you_mean
-from .._device import check_module_dtype
+from .._device import ArrayLike, check_module_dtype
 
 __all__ = ["time_embedding", "FourierFeatures", "VectorField"]
 
@@ -158,9 +158,14 @@ class VectorField(nn.Module):
                 nn.init.zeros_(head.bias)
 
     def forward(
-        self, t: Tensor, x: Tensor, cond: Tensor | None = None, features: Tensor | None = None
+        self,
+        t: ArrayLike,
+        x: Tensor,
+        cond: Tensor | None = None,
+        features: Tensor | None = None,
     ) -> Tensor:
-        """Velocities ``[..., d]`` at times ``t`` (a scalar or ``[...]``) and floating points
+        """Velocities ``[..., d]`` at times ``t`` (a scalar or ``[...]``: a number, tensor, array
+        or list, taken in ``x``'s dtype and device) and floating points
         ``x [..., d]`` (an integer ``x`` is a ``TypeError``) under ``cond``: one ``[c]`` for every
         point, or ``[..., c]`` with ``x``'s number of dimensions, each of ``x``'s size or 1 (module
         docstring). ``features``: the per-point features ``[..., f]`` of a field built with

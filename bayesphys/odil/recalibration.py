@@ -35,19 +35,19 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_real
-from .._device import as_tensor
+from .._device import ArrayLike, as_tensor
 from ..diagnostics.recalibrate import Recalibrator
 
 __all__ = ["fit_recalibration_map"]
 
 
 def fit_recalibration_map(
-    z: Tensor, level: float = 0.9, *, shift: bool = True
+    z: ArrayLike, level: float = 0.9, *, shift: bool = True
 ) -> tuple[Tensor, Tensor]:
     r"""Per-parameter ``(shift b [p], sd scale s [p])`` from held-out z-scores ``z [n, p]``
-    (module docstring). Raises on NaN, fewer than 2 rows, or too few rows for a finite
-    split-conformal scale (fewer than 9 at ``level = 0.9``); ``level`` a number in (0, 1),
-    ``shift`` a bool, ``p >= 1``."""
+    (module docstring); ``z`` a tensor, array or nested list (converted to float64). Raises on
+    NaN, fewer than 2 rows, or too few rows for a finite split-conformal scale (fewer than 9 at
+    ``level = 0.9``); ``level`` a number in (0, 1), ``shift`` a bool, ``p >= 1``."""
     # scores that required grad: torch warned of a tensor read as a float (the map is a constant)
     z = as_tensor("z", z, dtype=torch.float64, finite=False).detach()
     level = check_real("level", level)  # a string failed in float() without the name

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .. import metrics
 from .._checks import check_increasing, check_int, check_real, check_seed, did_you_mean
-from .._device import as_tensor
+from .._device import ArrayLike, as_tensor
 from .._posterior_base import is_posterior
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior, Posterior
@@ -33,11 +33,16 @@ __all__ = ["slice_scores", "shock_position", "shock_posterior"]
 
 
 def slice_scores(
-    post: GaussianPosterior, truth: Tensor, x: Tensor, mass: Tensor, var_floor: float = 1e-12
+    post: GaussianPosterior,
+    truth: ArrayLike,
+    x: ArrayLike,
+    mass: ArrayLike,
+    var_floor: float = 1e-12,
 ) -> dict[str, Tensor]:
     """Per-function scores ``{name: [*batch]}`` of ``post`` (event ``(nx,)``) against ``truth``
     ``[*batch, nx]`` on the grid ``x [nx]``, with masses ``mass [*batch]`` (or broadcastable to
-    it). Variances are floored at ``var_floor > 0`` (a point of zero variance, e.g. a pinned
+    it); ``truth``, ``x`` and ``mass`` may be arrays or lists (converted to the posterior's dtype
+    and device). Variances are floored at ``var_floor > 0`` (a point of zero variance, e.g. a pinned
     boundary value, has no finite LL or CRPS). The floor is absolute, in the field's units
     squared: the default ``1e-12`` suits fields of order 1; a floor above ``1e-3`` of the
     posterior's largest variance (a field stated in small units) is warned about, as the
@@ -130,7 +135,7 @@ def _check_positions(x, nx: int) -> Tensor:
 
 
 def shock_position(
-    draws: Tensor, x: Tensor, threshold: float = 0.0, *, missing: str = "last"
+    draws: ArrayLike, x: ArrayLike, threshold: float = 0.0, *, missing: str = "last"
 ) -> Tensor:
     """First ``x`` where a draw ``[*, nx]`` is ``<= threshold`` -> ``[*]``.
 
@@ -143,7 +148,8 @@ def shock_position(
     end of the domain); a decreasing ``x`` is a ``ValueError``.
 
     The positions come back in the draws' floating dtype (for integer draws: in ``x``'s, or
-    the default floating dtype for an integer ``x``)."""
+    the default floating dtype for an integer ``x``). ``draws`` and ``x`` may be arrays or lists
+    (converted; the positions come back on the draws' device)."""
     # complex draws failed inside torch ("le_cpu" not implemented), an empty grid in argmax
     draws = as_tensor("draws", draws, real=True)
     if draws.ndim < 1 or draws.shape[-1] == 0:

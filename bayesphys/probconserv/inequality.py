@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_seed
-from .._device import as_tensor
+from .._device import ArrayLike, as_tensor
 from .._posterior_base import is_posterior
 from ..posterior import Posterior, SamplePosterior
 from .update import check_slice_mass, trapezoid_weights
@@ -58,9 +58,10 @@ def _weights_and_masses(
     return g, b
 
 
-def project_nonnegative(draws: Tensor, g: Tensor, b: Tensor, iters: int = 100) -> Tensor:
-    """Project draws ``[*, N]`` (``N >= 1``) onto ``{u >= 0, g.u = b}``; ``g [N] > 0``, ``b``
-    broadcast to ``[*]``."""
+def project_nonnegative(draws: ArrayLike, g: ArrayLike, b: ArrayLike, iters: int = 100) -> Tensor:
+    """Project draws ``[*, N]`` (``N >= 1``, floating) onto ``{u >= 0, g.u = b}``; ``g [N] > 0``,
+    ``b`` broadcast to ``[*]``. Each may be an array or list (converted; ``g`` and ``b`` to the
+    draws' dtype and device)."""
     draws = as_tensor("draws", draws)
     if not draws.is_floating_point() or draws.ndim < 1 or draws.shape[-1] < 1:
         raise ValueError(

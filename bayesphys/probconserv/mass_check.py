@@ -72,7 +72,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from .._checks import check_broadcasts, check_real
-from .._device import as_tensor
+from .._device import ArrayLike, as_tensor
 from .update import check_covariance, cov_times_gt
 
 __all__ = [
@@ -89,13 +89,13 @@ _F64 = torch.float64
 
 
 def mass_residual(
-    mean: Tensor, cov: LinearOperator | Tensor, g: Tensor, mass: Tensor
+    mean: Tensor, cov: LinearOperator | Tensor, g: ArrayLike, mass: ArrayLike
 ) -> tuple[Tensor, Tensor]:
     r"""Residual :math:`r = g^\top\mu - b` and its model variance :math:`v = g^\top\Sigma g`,
     each ``[B, nt]``.
 
     ``mean [B, nt, N]``, ``cov [B, nt, N, N]`` (its structure is used, never densified), ``g
-    [N]``, ``mass [B, nt]``.
+    [N]``, ``mass [B, nt]``; ``g`` and ``mass`` may be arrays or lists (converted).
     """
     mean = as_tensor("mean", mean, dtype=_F64)
     check_covariance("cov", cov)
@@ -131,8 +131,9 @@ def mass_residual(
     return mean @ g - mass, var
 
 
-def fit_mass_kappa(residual: Tensor, variance: Tensor) -> float:
-    r""":math:`\kappa` = mean of :math:`r^2/v` over calibration functions and slices ``[M, nt]``."""
+def fit_mass_kappa(residual: ArrayLike, variance: ArrayLike) -> float:
+    r""":math:`\kappa` = mean of :math:`r^2/v` over calibration functions and slices ``[M, nt]``
+    (tensors, arrays or lists)."""
     residual = as_tensor("residual", residual, finite=False, real=True)
     variance = as_tensor("variance", variance, finite=False, real=True)
     if residual.numel() < 4:
@@ -153,10 +154,11 @@ def fit_mass_kappa(residual: Tensor, variance: Tensor) -> float:
     return float(z2.mean())
 
 
-def discrepancy_roots(x: Tensor, g: Tensor, length: float) -> tuple[Tensor, Tensor, float]:
+def discrepancy_roots(x: ArrayLike, g: ArrayLike, length: float) -> tuple[Tensor, Tensor, float]:
     r"""Roots of :math:`K` and :math:`K_\perp` ``[N, R]`` on the grid ``x [N]`` (``N >= 1``) and
     :math:`g^\top K g`; ``length`` :math:`\ell` in units of ``x``; ``g [N]`` quadrature
-    weights ``>= 0``, not all zero (:math:`g^\top K g > 0`)."""
+    weights ``>= 0``, not all zero (:math:`g^\top K g > 0`). ``x`` and ``g`` may be arrays or
+    lists (converted to float64 on ``x``'s device)."""
     length = check_real("length", length, minimum=0.0, strict=True)
     x = as_tensor("x", x, dtype=_F64, ndim=1)
     if x.numel() == 0:  # failed in torch's max() of no eigenvalues
@@ -213,7 +215,12 @@ def _residual_and_variance(residual, variance) -> tuple[Tensor, Tensor]:
 
 
 def gated_discrepancy_variance(
-    residual: Tensor, variance: Tensor, kappa: float, gkg: float, outside: Tensor, floor: float
+    residual: ArrayLike,
+    variance: ArrayLike,
+    kappa: float,
+    gkg: float,
+    outside: ArrayLike,
+    floor: float,
 ) -> Tensor:
     r""":math:`\hat\sigma_d^2` ``[B, nt]`` for functions flagged ``outside [B]`` by the gate
     (flags: bool, or 0/1), zero for the others:
@@ -224,7 +231,8 @@ def gated_discrepancy_variance(
 
     ``floor = 0`` is the maximum-likelihood estimate of :func:`discrepancy_variance`; ``floor =
     1`` (the default of ``calibrate``) never takes less than the resolution of one residual
-    (module docstring, "Floor").
+    (module docstring, "Floor"). ``residual``, ``variance`` and ``outside`` may be arrays or
+    lists (converted; float64 result).
     """
     floor = check_real("floor", floor, minimum=0.0)
     residual, variance = _residual_and_variance(residual, variance)
@@ -256,14 +264,20 @@ def outside_training_range(theta: Tensor, lo: float, hi: float, margin: float) -
 
 
 def add_discrepancy(
-    cov: LinearOperator | Tensor, sd2: Tensor, root: Tensor
+    cov: LinearOperator | Tensor, sd2: ArrayLike, root: ArrayLike
 ) -> LinearOperator | Tensor:
     r""":math:`\Sigma + \hat\sigma_d^2 L L^\top` for ``cov [B, nt, N, N]``, ``sd2 [B, nt]``,
     ``root`` :math:`L` ``[N, R]``. Diagonal and low-rank-plus-diagonal covariances become
     low-rank-plus-diagonal (the root gains ``R`` columns); anything else a dense tensor.
-    ``cov`` is returned unchanged when every :math:`\hat\sigma_d^2` is zero."""
+    ``cov`` is returned unchanged when every :math:`\hat\sigma_d^2` is zero. ``sd2`` and ``root``
+    may be arrays or lists: they are converted to ``cov``'s dtype and device."""
     check_covariance("cov", cov)
-    sd2 = as_tensor("sd2", sd2, real=True)
+    # arrays took their own dtype and the CPU: integer variances cast the root to integers
+    # (0.5 -> 0) and float64 ones turned a float32 covariance into float64
+    like = {"dtype": cov.dtype, "device": cov.device}
+    sd2 = as_tensor("sd2", sd2, real=True, **({} if isinstance(sd2, Tensor) else like))
+    if not sd2.is_floating_point():
+        sd2 = sd2.to(cov.dtype)
     if bool((sd2 < 0).any()):
         raise ValueError(
             f"sd2: expected variances >= 0, received {int((sd2 < 0).sum())} negative value(s)"
@@ -274,7 +288,7 @@ def add_discrepancy(
             f"sd2: expected shape {tuple(cov.shape[:-2])} (one variance per function and "
             f"slice), received {tuple(sd2.shape)}"
         )
-    root = as_tensor("root", root, real=True)
+    root = as_tensor("root", root, real=True, **({} if isinstance(root, Tensor) else like))
     if root.ndim != 2 or root.shape[0] != n:
         raise ValueError(f"root: expected shape [{n}, R], received {tuple(root.shape)}")
     if not bool((sd2 > 0).any()):

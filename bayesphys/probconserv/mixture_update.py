@@ -56,7 +56,7 @@ from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from .._checks import check_dense_memory, check_real
-from .._device import as_tensor, check_finite
+from .._device import ArrayLike, as_tensor, check_finite
 from .._linalg import psd_eigen_root
 from ..posterior import GaussianPosterior
 from .update import (
@@ -108,10 +108,10 @@ class _DenseRoot:
 
 
 def conserve_latent_mixture(
-    means: Tensor,
-    variances: Tensor,
-    x: Tensor,
-    mass: Tensor,
+    means: ArrayLike,
+    variances: ArrayLike,
+    x: ArrayLike,
+    mass: ArrayLike,
     sigma_g: float | Tensor = 0.0,
     *,
     relative: bool = False,
@@ -122,7 +122,8 @@ def conserve_latent_mixture(
     Parameters
     ----------
     means, variances: ``[S, *batch, nx]``, the draws' means :math:`\mu_s` and variances
-        :math:`v_s > 0` (``S >= 1``; ``batch`` e.g. ``(B, nt)``).
+        :math:`v_s > 0` (``S >= 1``; ``batch`` e.g. ``(B, nt)``). These, ``x`` and ``mass``
+        may be tensors, arrays or lists (converted to float64 on ``means``' device).
     x: ``[nx]`` the grid (possibly non-uniform; trapezoid weights :math:`g`).
     mass: ``[*batch]`` the right-hand sides :math:`b` (one per slice).
     sigma_g: constraint noise sd (``0``: the ProbConserv limit; ``inf``: no update), as for

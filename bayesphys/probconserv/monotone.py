@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int
-from .._device import as_tensor
+from .._device import ArrayLike, as_tensor
 from ..posterior import Posterior, SamplePosterior
 from .inequality import _slice_draws, _weights_and_masses
 
@@ -139,9 +139,9 @@ def _tiny_mass_limit(v: Tensor, g: Tensor, b: Tensor) -> Tensor:
 
 
 def project_monotone(
-    draws: Tensor,
-    g: Tensor,
-    b: Tensor,
+    draws: ArrayLike,
+    g: ArrayLike,
+    b: ArrayLike,
     *,
     decreasing: bool = True,
     nonnegative: bool = False,
@@ -173,11 +173,12 @@ def project_monotone(
 
     Parameters
     ----------
-    draws : Tensor
-        ``[*, N]`` floating, finite.
-    g : Tensor
+    draws : Tensor or array-like
+        ``[*, N]`` floating, finite (an array or list is converted; its result is a tensor on
+        the CPU).
+    g : Tensor or array-like
         ``[N]`` strictly positive weights (the trapezoid weights of the grid).
-    b : Tensor
+    b : Tensor, array-like or float
         Masses ``[*]`` (or broadcastable to it); ``>= 0`` when ``nonnegative``.
     decreasing : bool
         Non-increasing along the last axis (the GPME fronts) or, ``False``, non-decreasing.

@@ -56,7 +56,7 @@ from .._checks import (
     check_real,
     did_you_mean,
 )
-from .._device import as_tensor, check_finite
+from .._device import ArrayLike, as_tensor, check_finite
 from .._gaussian_posterior import move_root
 from .._linalg import structured_root
 from ..posterior import GaussianPosterior
@@ -72,9 +72,9 @@ __all__ = [
 _F64 = torch.float64
 
 
-def trapezoid_weights(x: Tensor, rule: str = "trapezoid") -> Tensor:
-    r"""Quadrature weights ``g [*, N]`` with :math:`g^\top u \approx \int u\,dx` on grid
-    ``x [*, N]``.
+def trapezoid_weights(x: ArrayLike, rule: str = "trapezoid") -> Tensor:
+    r"""Quadrature weights ``g [*, N]`` (float64) with :math:`g^\top u \approx \int u\,dx` on
+    grid ``x [*, N]`` (a tensor, array or list).
 
     ``"trapezoid"``: :math:`g_i = \tfrac12(x_{i+1}-x_{i-1})`, :math:`g_0 = \tfrac12(x_1-x_0)`,
     :math:`g_{N-1} = \tfrac12(x_{N-1}-x_{N-2})` (composite trapezoid, any non-uniform grid).
@@ -202,11 +202,12 @@ def check_covariance(name: str, cov) -> None:
         )
 
 
-def cov_times_gt(cov: LinearOperator | Tensor, gt: Tensor) -> Tensor:
+def cov_times_gt(cov: LinearOperator | Tensor, gt: ArrayLike) -> Tensor:
     r""":math:`\Sigma G^\top` ``[*batch, N, m]`` using the covariance's structure.
 
     ``cov`` ``[*batch, N, N]`` (a ``LinearOperator`` or a tensor), ``gt`` ``[*, N, m]`` with
-    batch dims broadcasting with ``cov``'s. Diagonal: ``d * G^T``; low-rank-plus-diagonal:
+    batch dims broadcasting with ``cov``'s (an array or list is converted to float64 on ``cov``'s
+    device). Diagonal: ``d * G^T``; low-rank-plus-diagonal:
     :math:`D G^\top + R(R^\top G^\top)`; otherwise the operator's own matmul (Kronecker stays
     factorised).
     """

@@ -75,14 +75,15 @@ def brain_phantom(
     spacing: float = 2.0,
     *,
     dtype: torch.dtype | str = torch.float64,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = "cpu",
 ) -> dict[str, Tensor | float]:
     """Analytic 2-D brain phantom on an ``n x n`` grid of ``spacing`` mm.
 
     Returns ``{"wm", "gm", "csf", "brain", "spacing"}``; maps are ``[n, n]`` in [0, 1],
     ``brain`` = (wm + gm >= 0.1) as float. Geometry scales with the field of view
     ``n * spacing`` (default 128 mm). ``dtype``: a floating dtype (or its name); ``device``:
-    ``"cpu"``, ``"cuda[:N]"``, ``"auto"`` or a :class:`torch.device`.
+    ``"cpu"``, ``"cuda[:N]"``, ``"auto"`` (CUDA when present), a :class:`torch.device` or
+    ``None`` (the CPU).
     """
     n = check_int("n", n, minimum=16)
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
@@ -189,7 +190,7 @@ def mni_atlas(
     axial_mm: float | None = None,
     margin_mm: float = 4.0,
     dtype: torch.dtype | str = torch.float64,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = "cpu",
 ) -> dict:
     r"""MNI ICBM152 2009a tissue maps (from ``nilearn``'s package data), cropped to the brain.
 

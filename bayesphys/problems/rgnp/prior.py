@@ -22,13 +22,15 @@ def sample_prior(
     n: int,
     *,
     generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str | None = torch.float32,
     device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor]:
     """``n`` draws ``(z [n, dim_z], w [n, dim_w])`` from the uniform prior boxes (torch).
 
     ``problem``: a :class:`PoissonProblem` / :class:`BurgersProblem` (or any object with the
-    prior boxes ``z_low, z_high, w_low, w_high``); ``n >= 0`` (int); ``dtype`` floating."""
+    prior boxes ``z_low, z_high, w_low, w_high``); ``n >= 0`` (int); ``dtype`` a floating
+    dtype, its name (``"float64"``) or ``None`` (float64, the package default; the default
+    argument is float32)."""
     missing = [a for a in ("z_low", "z_high", "w_low", "w_high") if not hasattr(problem, a)]
     if missing:
         raise TypeError(
