@@ -545,8 +545,10 @@ def fit_hybrid(
     cv_se = paired_se(per_fn, min(cv, key=cv.get))
     zp, zq = torch.zeros_like(err), torch.zeros_like(err)
     for i, prior, post in held_out(k, beta):
-        zp[i] = (truth[i] - prior.mean) / prior.variance.clamp_min(1e-300).sqrt()
-        zq[i] = (truth[i] - post.mean) / post.variance.clamp_min(1e-300).sqrt()
+        # in float64, as err (float32 validation sets failed at the index put, and the floor
+        # 1e-300 is 0 in float32)
+        zp[i] = (truth[i] - prior.mean).to(_F64) / prior.variance.to(_F64).clamp_min(1e-300).sqrt()
+        zq[i] = (truth[i] - post.mean).to(_F64) / post.variance.to(_F64).clamp_min(1e-300).sqrt()
     root, a = pieces(torch.arange(v))
     return HybridCalibration(
         t=t.to(_F64),

@@ -358,3 +358,27 @@ def test_an_update_without_an_introspectable_signature_is_taken_as_it_is():
     assert _check_update(max) is max  # a builtin: nothing to check beforehand
     with pytest.raises(TypeError, match=r"^update: expected a callable update\(prior, idx\) of"):
         _check_update(lambda prior: prior)
+
+
+def test_fit_hybrid_takes_a_float32_validation_set():
+    # float32 mean, truth and covariance failed at the end ("Index put requires the source and
+    # destination dtypes match"): the coverage z-scores are float64, as the errors
+    mean, cov, truth, _, t, x = error_direction_set()
+    want = fit_hybrid(mean, cov, truth, _update_of(x, truth), t, x)
+    f32 = torch.float32
+    mean32, truth32, x32 = mean.to(f32), truth.to(f32), x.to(f32)
+    cov32 = DiagLinearOperator(cov.diagonal().to(f32))
+    got = fit_hybrid(mean32, cov32, truth32, _update_of(x32, truth32), t.to(f32), x32)
+    assert (got.neighbours, got.beta) == (want.neighbours, want.beta)
+    assert got.prior_scale == pytest.approx(want.prior_scale, rel=1e-3)
+    assert got.post_scale == pytest.approx(want.post_scale, rel=1e-3)
+
+
+def _update_of(x, truth):
+    """Step 2 of ``error_direction_set``'s functions on grid ``x`` in ``truth``'s dtype."""
+    mass = truth @ trapezoid_weights(x).to(truth.dtype)
+
+    def update(p, idx):
+        return conserve_slices(p, x, mass[idx])
+
+    return update
