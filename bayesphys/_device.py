@@ -426,11 +426,16 @@ def as_tensor(
 
     Parameters
     ----------
-    name: argument name used in error messages.
-    dtype: a ``torch.dtype`` or its name (``"float64"``); ``None`` keeps the value's own.
-    ndim: required number of dimensions (``None``: any); ``ndim=1`` wants ``[n]``.
-    finite: refuse NaN/Inf.
-    real: refuse complex values (``TypeError``). Complex values are refused whatever ``real``
+    name
+        argument name used in error messages.
+    dtype
+        a ``torch.dtype`` or its name (``"float64"``); ``None`` keeps the value's own.
+    ndim
+        required number of dimensions (``None``: any); ``ndim=1`` wants ``[n]``.
+    finite
+        refuse NaN/Inf.
+    real
+        refuse complex values (``TypeError``). Complex values are refused whatever ``real``
         says when ``dtype`` is a real type: the cast would drop the imaginary part with only
         a warning.
     """

@@ -77,29 +77,29 @@ class GaussianPosterior(_PosteriorBase):
 
     Parameters
     ----------
-    mean:
+    mean
         :math:`\mu`, ``[*batch, *event]``.
-    covariance:
+    covariance
         :math:`\Sigma`, a ``linear_operator`` or tensor ``[*batch, N, N]`` with
         ``N = prod(event_shape)``, flattened in C order. Use ``DiagLinearOperator``,
         ``LowRankRootAddedDiagLinearOperator`` or ``KroneckerProductLinearOperator`` (plus a
         constant diagonal) to keep structure; sampling, marginals and ``log_prob`` then never
         form an ``N x N`` matrix. Draws and ``log_prob`` of a batched Kronecker product, as of
         any other operator, use a dense Cholesky factor ``[*batch, N, N]``.
-    event_shape:
+    event_shape
         shape of one draw; defaults to ``mean.shape`` (no batch).
-    validate:
+    validate
         check shapes, finiteness, symmetry and (for dense covariances up to 4096 points)
         positive semi-definiteness now; a larger dense one is checked for finite values,
         symmetry and non-negative variances, and other non-PSD input fails at the first draw.
-    root:
+    root
         optional custom sampler: a callable mapping base noise ``[*, M]`` to correlated
         draws ``[*, *batch, N]`` with covariance :math:`\Sigma` (e.g. pathwise/Matheron
         updates), together with ``root_dim=M``. For :meth:`to` another device it needs a
         ``to(device)`` method returning a copy on that device.
-    root_dim:
+    root_dim
         dimension ``M`` of the base noise of a custom ``root``.
-    export_name:
+    export_name
         the variable name of the draws in :meth:`to_inference_data` when its ``name`` is not
         given (default ``"u"``, a field; e.g. ``"z"`` for a posterior over parameters).
 

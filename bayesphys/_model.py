@@ -111,21 +111,25 @@ class FitResult:
 
     Attributes
     ----------
-    loss_history: the losses (floats) of the fit's iterates: in :func:`optimize`'s fits the
+    loss_history
+        the losses (floats) of the fit's iterates: in :func:`optimize`'s fits the
         loss each step returned (that of the values before its update), ``steps`` of them; the
         Levenberg-Marquardt / Gauss-Newton fits of :func:`bayesphys.odil.minimize` (and
         ``GliomaModel.fit`` / ``fit_odil``) record the start's loss and that of each accepted
         step, so there it has one entry more than the accepted steps. ``final_loss`` is the
         last entry (NaN when there is none).
-    seconds: wall time of the fit.
-    converged: whether the stopping criterion was met (``False`` after divergence). With a
+    seconds
+        wall time of the fit.
+    converged
+        whether the stopping criterion was met (``False`` after divergence). With a
         tolerance it is the tolerance's test, and a fit that ran out of steps has ``False``;
         a fixed-budget fit (``tol=None``) has no other criterion than its step budget, so one
         that ran all its steps without diverging has ``True`` (``message`` says "max steps").
         A solver may add stops of its own, named in ``message`` (e.g. a Levenberg-Marquardt
         damping stall, "stalled ...", with or without a tolerance; ``True`` only where the
         solver's own test says the iterate is a minimum).
-    steps: number of steps taken, ``len(loss_history)`` in :func:`optimize`'s fits. After a
+    steps
+        number of steps taken, ``len(loss_history)`` in :func:`optimize`'s fits. After a
         divergence at step ``k`` (counted from 0: its loss non-finite, or its update left the
         optimiser's state non-finite, and then its loss is not recorded) ``steps == k``, and
         the state kept is the one step ``k - 1`` started from (``loss_history[-1]`` is its
@@ -133,8 +137,10 @@ class FitResult:
         ``steps_done`` counts the updates of the state it holds: a fit advances it by ``steps``,
         after a divergence by ``max(steps - 1, 0)`` (one rule for every training fit,
         docs/concepts.md "Models").
-    message: human-readable status ("converged", "max steps", "diverged at step k ...").
-    extra: component-specific figures (e.g. best checkpoint loss).
+    message
+        human-readable status ("converged", "max steps", "diverged at step k ...").
+    extra
+        component-specific figures (e.g. best checkpoint loss).
     """
 
     loss_history: list[float] = field(default_factory=list)
@@ -365,7 +371,8 @@ class DivergenceGuard:
 
     Parameters
     ----------
-    params: tensors (updated in place) or a module (its state dict: parameters and buffers)
+    params
+        tensors (updated in place) or a module (its state dict: parameters and buffers)
         whose current values are the first verified state. Cost: two copies of them (the
         verified state and the one before it), one refreshed in place (one fused copy) on each
         finite loss.
@@ -482,21 +489,25 @@ def optimize(
 
     Parameters
     ----------
-    step: performs one optimisation step and returns the loss (before the update), a float
+    step
+        performs one optimisation step and returns the loss (before the update), a float
         or a one-element tensor (``[]``); it may raise ``StopIteration`` to end the fit early
         (e.g. a time limit; nothing is restored).
-    params: tensors (any shapes ``[*]``) or a module whose values are snapshotted every
+    params
+        tensors (any shapes ``[*]``) or a module whose values are snapshotted every
         ``snapshot_every`` steps and
         restored if a non-finite loss appears (``snapshot_every=0``: the starting values only).
         The state restored is the last one whose loss was finite: the loss returned by a step
         is that of the values *before* its update, so a snapshot only becomes the "good" state
         once the step taken from it has returned a finite loss.
-    guard: instead of ``params``: a :class:`DivergenceGuard` that ``step()`` consults before
+    guard
+        instead of ``params``: a :class:`DivergenceGuard` that ``step()`` consults before
         its update (each step must call ``guard.admit(loss)``, else ``ValueError``). It keeps
         the verified state across several ``optimize`` calls; the message of a divergence
         numbers the step from ``guard.steps`` (the steps admitted before this call).
         ``snapshot_every`` does not apply (the guard refreshes on every finite loss).
-    optimizer: the optimiser(s) that ``step()`` updates with (one, or an iterable of them):
+    optimizer
+        the optimiser(s) that ``step()`` updates with (one, or an iterable of them):
         after each step their state is checked too, in the same read-back from the device as
         the loss. A step whose loss is finite but whose gradients were not, or squared past
         the dtype's range (a huge gradient, ~1e20 in float32 or ~1e155 in float64), leaves
@@ -505,10 +516,13 @@ def optimize(
         with frozen weights. That step counts as a divergence: its loss is not recorded, the
         last good state before it is restored, the optimisers' state is cleared (they start
         afresh if stepped again) and the message says so. Nothing changes while it is finite.
-    desc: the progress bar's label (a ``str``).
-    tol: stop when the relative loss change stays below ``tol`` for ``patience`` steps
+    desc
+        the progress bar's label (a ``str``).
+    tol
+        stop when the relative loss change stays below ``tol`` for ``patience`` steps
         (``patience`` other than 1 only with ``tol``).
-    raise_on_divergence: raise :class:`DivergenceError` (after the restore) instead of returning.
+    raise_on_divergence
+        raise :class:`DivergenceError` (after the restore) instead of returning.
     """
     if not callable(step):
         raise TypeError(

@@ -100,52 +100,55 @@ def plot_populations(
 
     Parameters
     ----------
-    post:
+    post
         a :class:`~bayesphys.Posterior` whose ``event_shape`` is ``[n, d]`` (``d >= 2``): a
         :class:`~bayesphys.SamplePosterior` of draws ``[C, S, *batch, n, d]`` is drawn from its
         stored draws; another posterior from ``num_draws`` fresh draws (one chain).
-    truth, source:
+    truth, source
         the true and the source population, ``[m, d]`` each (any number of points ``m``).
-    batch_index:
+    batch_index
         for a batched posterior (e.g. ``[P]`` populations), the member to draw, as in
         :func:`~bayesphys.plot_bands`.
-    dims:
+    dims
         the two coordinates drawn (default ``(0, 1)``); negative indices count from the end.
-    num_draws:
+    num_draws
         at most this many draws per chain (the first ones; default all stored draws, or 8
         fresh ones).
-    ax:
+    ax
         the axes to draw on (default: a new pyplot figure, which stays open as pyplot's do:
         in a loop, close each with ``plt.close(ax.figure)``). Its aspect is set equal (its
         data limits adjusted), and an axis without a label is labelled with its coordinate
         (``x1``, ``x2``, ...); labels it has are kept.
-    title:
+    title
         the axes' title (default none).
-    draw_label:
+    draw_label
         the legend label of each chain's draws, with ``{chain}`` for its index (default
         ``"chain {chain}"``; ``"posterior draws"`` for one chain). More than 8 chains
         (more than the palette tells apart) are drawn pooled, in one colour with one label
         formatted with ``chain="all"`` (a format spec such as ``{chain:d}`` is then a
         ``ValueError``).
-    truth_label, source_label:
+    truth_label, source_label
         the legend labels of ``truth`` and ``source``.
-    point_size, alpha:
+    point_size, alpha
         marker area (pt², > 0) and opacity of the draws (default ``0.45`` for one draw per
         chain, lower for more); the source and truth are opaque.
-    legend:
+    legend
         draw a legend.
-    seed:
+    seed
         the seed of fresh draws (for a posterior that is not a SamplePosterior).
 
     Returns
     -------
-    The matplotlib Axes drawn on.
+    matplotlib.axes.Axes
+        The matplotlib Axes drawn on.
 
     Raises
     ------
-    TypeError: ``post`` is not a posterior; ``ax`` is not matplotlib Axes; non-numeric
+    TypeError
+        ``post`` is not a posterior; ``ax`` is not matplotlib Axes; non-numeric
         ``truth`` / ``source``.
-    ValueError: the event is not ``[n, d]`` with ``d >= 2``; a batched posterior without
+    ValueError
+        the event is not ``[n, d]`` with ``d >= 2``; a batched posterior without
         ``batch_index``; ``truth`` / ``source`` not ``[m, d]`` or holding NaN/Inf; bad
         ``dims``, ``num_draws``, ``point_size`` or ``alpha``.
     """

@@ -32,15 +32,15 @@ class SamplePosterior(_PosteriorBase):
 
     Parameters
     ----------
-    draws:
+    draws
         MCMC chains, ensemble members or generative-model samples; a single chain may be
         given as ``[draw, *batch, *event]`` with ``chains=False``.
-    event_ndim:
+    event_ndim
         how many trailing dims form the event (the rest after ``chain, draw`` are batch);
         default: all of them. Default draws ``[C, S]`` with more chains than draws
         (``C > S``: likely ``[draw, point]`` draws of one chain, which need
         ``chains=False``) warn; ``event_ndim=0`` keeps that reading without a warning.
-    export_name:
+    export_name
         the variable name of the draws in :meth:`to_inference_data` when its ``name`` is not
         given (default ``"u"``).
     """

@@ -212,62 +212,65 @@ def plot_bands(
 
     Parameters
     ----------
-    post:
+    post
         a :class:`~bayesphys.Posterior` with a 1-D ``event_shape`` ``[N]`` (a 2-D event:
         :func:`plot_field`).
-    x:
+    x
         coordinates ``[N]`` (tensor, array or list; default ``0..N-1``), in any order: the
         mean, bands and truth are drawn sorted by ``x``.
-    levels:
+    levels
         probabilities in (0, 1), one band each (default 50% and 90%).
-    truth:
+    truth
         the true field ``[N]``, drawn as a dashed black line.
-    obs:
+    obs
         observations ``(x_obs, y_obs)``, each ``[M]``, drawn as points.
-    ax:
+    ax
         the axes to draw on (its axis labels, limits and title are left as they are);
         ``None``: a new pyplot figure, its axes labelled ``x`` (``index i`` without ``x``) and
         ``u`` (the posterior's ``export_name``); it stays open, as pyplot's do: close it with
         ``plt.close(ax.figure)``.
-    label:
+    label
         the legend label of the mean (default ``"posterior mean"``); given, it also prefixes
         the bands' labels (``"GP: 90% band"``), so that two posteriors on one axes stay apart.
-    band_label:
+    band_label
         the bands' legend label, ``{pct}`` standing for the level in percent (default
         ``"{pct}% band"``; e.g. ``"{pct}% band of u (noise-free)"``); with one level it may
         be any text.
-    color:
+    color
         a matplotlib colour for the mean and the bands (default: the first Okabe-Ito line
         colour).
-    batch_index:
+    batch_index
         for a batched posterior (``batch_shape`` ``[*B]`` not empty), the index of the member
         to draw: an int for one batch dim, else a tuple of ``len(batch_shape)`` ints.
-    mean_kwargs:
+    mean_kwargs
         more matplotlib line options of the mean (default: solid, ``lw=1.5``), e.g.
         ``{"ls": "--", "lw": 0.8}`` for a dashed mean over a truth drawn as a solid line, or
         ``{"zorder": 3}``; its colour and label are ``color`` and ``label``.
-    band_kwargs:
+    band_kwargs
         more matplotlib ``fill_between`` options of every band (default: filled in ``color``,
         no edge line, the alpha graded by level), e.g. ``{"facecolor": "none", "hatch":
         "///", "linewidth": 1, "alpha": None}`` for a hatched band with edge lines and no
         fill, which stays apart from another posterior's filled band on the same axes;
         ``edgecolor`` / ``facecolor`` override ``color`` for the edges / the fill, ``alpha``
         sets one alpha for all bands; their labels are ``band_label``.
-    legend:
+    legend
         draw the axes' legend (default ``True``); ``False`` leaves it to the caller, e.g. one
         legend for several panels.
 
     Returns
     -------
-    The matplotlib axes. Its collections are the bands (labelled ``"50% band"`` and so on),
-    its lines the mean (then the truth and the observations, when given).
+    matplotlib.axes.Axes
+        The matplotlib axes. Its collections are the bands (labelled ``"50% band"`` and so
+        on), its lines the mean (then the truth and the observations, when given).
 
     Raises
     ------
-    TypeError: ``post`` is not a posterior; ``ax`` is not a matplotlib Axes; ``mean_kwargs``
+    TypeError
+        ``post`` is not a posterior; ``ax`` is not a matplotlib Axes; ``mean_kwargs``
         is not a dict of matplotlib line options, ``band_kwargs`` not one of
         ``fill_between`` (PolyCollection) options; ``legend`` is not a bool.
-    ValueError: ``mean_kwargs`` sets the colour or label (use ``color`` / ``label``),
+    ValueError
+        ``mean_kwargs`` sets the colour or label (use ``color`` / ``label``),
         ``band_kwargs`` the colour or label (use ``color`` / ``band_label``);
         the event is not 1-D; a batched posterior without ``batch_index`` (or one out
         of range); ``x``, ``truth`` or ``obs`` not ``[N]`` / ``[M]`` or holding NaN/Inf;
@@ -409,34 +412,37 @@ def plot_field(
 
     Parameters
     ----------
-    post:
+    post
         a :class:`~bayesphys.Posterior` with a 2-D ``event_shape`` ``[H, W]`` (a 1-D event:
         :func:`plot_bands`).
-    extent:
+    extent
         ``(left, right, bottom, top)`` as in :func:`matplotlib.pyplot.imshow`; row 0 of the
         field is drawn at the bottom (``origin="lower"``), so ``field[i, j]`` sits at
         ``(x_j, y_i)``. Default: pixel indices.
-    truth:
+    truth
         the true field ``[H, W]``.
-    axes:
+    axes
         the axes to draw on, one per panel (2 without ``truth``, 4 with it; a list or an
         array of them; their axis labels are left as they are); ``None``: a new pyplot
         figure of one row, its axes labelled ``x`` / ``y`` with ``extent``, else
         ``column j`` / ``row i``; it stays open, as pyplot's do: in a loop, close each with
         ``plt.close(fig)``.
-    batch_index:
+    batch_index
         for a batched posterior, the member to draw (as in :func:`plot_bands`).
-    cmap:
+    cmap
         the colour map of the mean, sd and truth panels (default ``"viridis"``).
 
     Returns
     -------
-    The matplotlib figure of the panels.
+    matplotlib.figure.Figure
+        The matplotlib figure of the panels.
 
     Raises
     ------
-    TypeError: ``post`` is not a posterior; ``axes`` are not matplotlib Axes.
-    ValueError: the event is not 2-D; a batched posterior without ``batch_index``;
+    TypeError
+        ``post`` is not a posterior; ``axes`` are not matplotlib Axes.
+    ValueError
+        the event is not 2-D; a batched posterior without ``batch_index``;
         ``truth`` not ``[H, W]`` or holding NaN/Inf; ``extent`` not 4 finite numbers; the
         wrong number of ``axes``; an unknown ``cmap`` name.
     """

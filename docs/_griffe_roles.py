@@ -13,7 +13,9 @@ rewritten for the site only:
   ``:obj:``, ``:const:``, with or without ``py:``) become inline code: ``a.b``, the last
   component with ``~``, the title of ``title <target>``; where the target is an object of the
   loaded package the code is wrapped in an optional autorefs reference, which links to the
-  object's entry when the site renders one and is plain code otherwise (no warning).
+  object's entry when the site renders one and is plain code otherwise (no warning);
+* a list item's paragraph after a blank line, at the column of the item's text (reST), is
+  indented 4 spaces past the marker, where Markdown keeps it in the item.
 """
 
 from __future__ import annotations
@@ -114,6 +116,44 @@ def _math_blocks(text: str) -> str:
     return "\n".join(out)
 
 
+def _list_paragraphs(text: str) -> str:
+    """``text`` with the later paragraphs of reST list items indented as Markdown reads them.
+
+    A list item's paragraph after a blank line continues at the column of the item's text in
+    reST (2 or 3 spaces after ``*`` or ``1.``); Python-Markdown needs 4 spaces past the marker,
+    else the paragraph leaves the list (and a next item is glued onto it as plain text). A
+    line right after such a paragraph (the next item) gets a blank line before it, without
+    which Markdown reads it as more of the paragraph.
+    """
+    lines = text.split("\n")
+    out: list[str] = []
+    shift = start = 0
+    for i, line in enumerate(lines):
+        if not line.strip():
+            shift = 0
+            out.append(line)
+            continue
+        if shift and _indent(line) >= start:
+            out.append(" " * shift + line)
+            continue
+        if shift:
+            out.append("")
+        shift = 0
+        out.append(line)
+        if i == 0 or lines[i - 1].strip():
+            continue
+        indent = _indent(line)
+        for previous in reversed(lines[:i]):
+            if not previous.strip() or _indent(previous) >= indent:
+                continue
+            item = LIST_ITEM.match(previous)
+            if item and item.end() == indent and indent < len(item["indent"]) + 4:
+                shift, start = len(item["indent"]) + 4 - indent, indent
+                out[-1] = " " * shift + line
+            break
+    return "\n".join(out)
+
+
 def _is_dash_line(line: str) -> bool:
     return "-" in line and not line.replace("-", "").strip()
 
@@ -170,11 +210,12 @@ def convert(text: str, resolve: Resolver | None = None) -> str:
     Returns
     -------
     str
-        The text with ``:math:`X``` as ``\\(X\\)``, ``.. math::`` blocks as ``$$`` blocks and
-        object roles as inline code; on the item lines of numpy sections (shown as literal
-        code) a role becomes its bare text (``X``, the title).
+        The text with ``:math:`X``` as ``\\(X\\)``, ``.. math::`` blocks as ``$$`` blocks,
+        list items' later paragraphs indented for Markdown and object roles as inline code;
+        on the item lines of numpy sections (shown as literal code) a role becomes its bare
+        text (``X``, the title).
     """
-    text = _math_blocks(text)
+    text = _list_paragraphs(_math_blocks(text))
     items = _item_lines(text)
     starts = [start for start, _ in items]
 

@@ -12,6 +12,7 @@ import pkgutil
 import re
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,25 @@ def test_the_api_reference_renders_the_docstrings_rest_roles(site):
     assert html.count('class="autorefs autorefs-internal"') > 300
     # the helper scripts under docs/ are not copied into the site
     assert not list(site.glob("*.py"))
+
+
+def _reads_as_prose(text: str) -> bool:
+    text = text.strip()
+    if text.endswith((".", ";", ":", ",")) or "; " in text or re.search(r"\w: ", text):
+        return True
+    flat = re.sub(r"\[[^\]]*\]|\{[^}]*\}|\([^)]*\)", "", text)
+    return len([word for word in flat.split() if word not in ("|", "or")]) > 6
+
+
+def test_the_api_reference_shows_no_prose_as_item_names_or_types(site):
+    """The name and type cells of the Parameters / Returns / Raises / Attributes tables are
+    code; docstrings written as ``name: text`` or with prose under ``Returns`` showed their
+    sentences there (tests/test_docstring_sections.py checks the docstrings themselves)."""
+    html = (site / "api" / "index.html").read_text(encoding="utf-8")
+    cells = re.findall(r"<td>\s*<code>(.*?)</code>\s*</td>", html, flags=re.DOTALL)
+    assert len(cells) > 500
+    texts = [unescape(re.sub(r"<[^>]+>", "", cell)) for cell in cells]
+    prose = [text for text in texts if _reads_as_prose(text)]
+    assert not prose, "prose in item name / type cells:\n" + "\n".join(prose)
+    # a reST list item's paragraph after its math stays in the item, and the next item is one
+    assert re.search(r"<li>\s*<p><strong>Test\.</strong>", html)

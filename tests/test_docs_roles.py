@@ -192,3 +192,22 @@ def test_the_extension_rewrites_a_loaded_package_and_resolves_references(tmp_pat
     assert pkg["sub.f"].docstring.value == (
         'Square \\(x_i^2\\), see <autoref identifier="rolepkg.sub.g" optional>`g`</autoref>.'
     )
+
+
+def test_a_list_items_later_paragraph_stays_in_the_item():
+    """reST continues an item at its text's column (3 after ``1.``); Markdown needs 4, so the
+    paragraph after the math left the list and the next item was glued onto it."""
+    source = (
+        "1. first\n2. second, so\n\n   .. math:: g = \\frac1W\n\n   the mean gradient,\n"
+        "   as with DDP.\n3. third\n\n* a bullet\n\n  its second paragraph.\n"
+    )
+    text = roles.convert(source)
+    assert "\n    the mean gradient,\n    as with DDP.\n\n3. third" in text
+    assert "\n    its second paragraph." in text
+    assert roles.convert(text) == text
+    html = _html(text)
+    items = [item.split("</li>")[0] for item in html.split("<li>")[1:]]
+    assert len(items) == 4
+    assert "the mean gradient" in items[1] and "third" not in items[1]
+    assert items[2].strip() == "<p>third</p>"
+    assert "its second paragraph." in items[3]

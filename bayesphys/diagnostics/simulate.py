@@ -60,15 +60,24 @@ class SimulationRecord:
 
     Attributes
     ----------
-    names: the ``K`` summary names.
-    truth: ``[N, K]`` true summaries :math:`s_k(\\theta_i)`.
-    draws: ``[N, L, K]`` posterior draws of the summaries.
-    levels: nominal levels of ``field_coverage``.
-    field_coverage: ``[N, len(levels)]`` pointwise coverage of the field's central intervals
+    names
+        the ``K`` summary names.
+    truth
+        ``[N, K]`` true summaries :math:`s_k(\\theta_i)`.
+    draws
+        ``[N, L, K]`` posterior draws of the summaries.
+    levels
+        nominal levels of ``field_coverage``.
+    field_coverage
+        ``[N, len(levels)]`` pointwise coverage of the field's central intervals
         (``None`` when not requested).
-    seconds: wall time of simulation + inference + drawing.
-    meta: free-form notes (a dict).
+    seconds
+        wall time of simulation + inference + drawing.
+    meta
+        free-form notes (a dict).
 
+    Notes
+    -----
     Checked when built (``TypeError`` / ``ValueError`` naming the field, e.g.
     ``record.truth``): ``truth`` and ``draws`` real, finite tensors of those shapes with
     ``N, L, K >= 1``; ``names`` a sequence of ``K`` names; ``levels`` probabilities in
@@ -405,29 +414,29 @@ def simulate_and_infer(
 
     Parameters
     ----------
-    simulate:
+    simulate
         ``simulate(n, seed=seed) -> (theta, data)``: ``theta [n, *event]`` drawn from the prior
         and ``data`` indexable by problem (``data[i]``: a tensor with leading ``n`` or a list).
         ``theta[i]`` and the posterior's draws must be the same object (same ``event`` shape);
         stack parameters and field into one tensor where both are inferred.
-    infer:
+    infer
         ``infer(data[i]) -> Posterior | Tensor`` (draws ``[L', *event]``) for one problem.
         Draws returned as a tensor must be independent across problems: do not re-seed a
         generator with the same seed for each problem (every problem would get the same
         standard-normal draws, and SBC rejects even an exact posterior); seed one generator
         per run, or return the ``Posterior`` and let this function draw.
-    summaries:
+    summaries
         ``{name: f}`` with ``f: [*S, *event] -> [*S]``; default: every element of a small
         parameter vector (:func:`default_summaries`). Names are non-empty strings without
         ``/`` and other than ``sbc_n_draws`` (the ranks' export labels them), checked before
         the first simulation.
-    n_sims, n_draws:
+    n_sims, n_draws
         ``N`` problems, ``L`` posterior draws each (ranks take ``L + 1`` values).
-    field_levels:
+    field_levels
         nominal levels for the field calibration curve; ``None`` skips it. The curve reads
         every element of the drawn fields, so with ``field_levels`` the draws must be finite
         everywhere, not only where the summaries read them (``ValueError`` naming the problem).
-    progress:
+    progress
         a progress bar over the ``N`` inferences on stderr (``False``: none).
 
     Returns

@@ -15,20 +15,25 @@ class FitManyResult:
 
     Attributes
     ----------
-    idata: InferenceData whose groups carry ``problem_dim`` (successful problems only), or
+    idata
+        InferenceData whose groups carry ``problem_dim`` (successful problems only), or
         ``None`` when every problem failed.
-    table: :class:`pandas.DataFrame` indexed by problem id: ``seed, base_seed, status, seconds,
+    table
+        :class:`pandas.DataFrame` indexed by problem id: ``seed, base_seed, status, seconds,
         fit_seconds, converged, steps, final_loss, message, error, traceback, worker, resumed,
         write_error`` (``seed = problem_seed(base_seed, id)``; ``write_error``: why a problem
         that finished could not be written to ``out`` (the disk failed: its draws are still
         here, and a rerun fits it again), else ``None``; ``base_seed`` is that of the run that
         fitted the row, ``None`` for rows resumed from files written before it was recorded).
-    per_problem: problem id -> ``{group: xarray.Dataset}`` of each successful problem.
-    executor: name of the runner used; ``workers``: its worker count where known. No runner
+    per_problem
+        problem id -> ``{group: xarray.Dataset}`` of each successful problem.
+    executor
+        name of the runner used; ``workers``: its worker count where known. No runner
         started: ``"none (no problems)"`` for an empty problem set, ``"none (all resumed)"``
         when every problem was resumed from ``out``, and, in the ``partial_result`` of a
         runner that failed to start, ``"none (the executor did not start)"``.
-    seed: the base seed of this call: the ``seed`` given; for ``seed=None``, that of the
+    seed
+        the base seed of this call: the ``seed`` given; for ``seed=None``, that of the
         resumed records when they share one, else a drawn one. ``fit_many(..., seed=result.seed)``
         repeats the per-problem seeds and the draws (rows resumed from records of several base
         seeds keep theirs: see the table's ``base_seed``).

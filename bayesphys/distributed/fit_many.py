@@ -198,17 +198,21 @@ def fit_many(
 
     Parameters
     ----------
-    problems: a mapping ``id -> problem`` or an iterable (ids ``0..N-1``); a pandas
+    problems
+        a mapping ``id -> problem`` or an iterable (ids ``0..N-1``); a pandas
         ``DataFrame``, which iterates over its column labels, is refused (``TypeError``;
         ``dict(df.iterrows())`` gives one problem per row). Problems and ``build`` must be
         picklable for process/cluster executors (module-level functions and
         classes, not lambdas).
-    build: ``build(problem) -> model`` (or ``build(problem, seed=s)``) where the model has
+    build
+        ``build(problem) -> model`` (or ``build(problem, seed=s)``) where the model has
         ``fit(**fit_kwargs) -> FitResult`` and ``posterior(**posterior_kwargs) -> Posterior``.
-    executor: ``None``/``"local"`` (spawned processes), ``"sequential"``, ``"ray"``,
+    executor
+        ``None``/``"local"`` (spawned processes), ``"sequential"``, ``"ray"``,
         ``"dask"``, or an executor/client/pool object or a ``Runner`` (see :mod:`.executors`;
         objects passed in are left open). Checked before anything is read or started.
-    out: directory; each finished problem is written there as ``<id>.nc`` (InferenceData) and
+    out
+        directory; each finished problem is written there as ``<id>.nc`` (InferenceData) and
         ``<id>.json`` (its table row) as soon as it completes, and problems already finished
         there are loaded instead of refitted (failed ones are retried if ``retry_failed``);
         files written by another ``build``, other settings (``fit_kwargs``,
@@ -228,7 +232,8 @@ def fit_many(
         removed, so a rerun fits it again; when its output itself cannot be written (e.g. an
         attribute netCDF refuses) it counts as failed and its record in ``out`` says so (a
         rerun retries it with ``retry_failed``).
-    seed: base seed; problem ``i`` uses ``s_i = problem_seed(seed, i)`` for the
+    seed
+        base seed; problem ``i`` uses ``s_i = problem_seed(seed, i)`` for the
         torch/numpy/python RNGs before ``build`` (and ``build(problem, seed=s_i)``); the exported
         draws use ``stream_seed(s_i, "fit_many/export")``, a stream of their own (with ``s_i``
         itself their normals were the numbers ``build`` / ``fit`` drew). ``None`` draws a random
@@ -237,35 +242,44 @@ def fit_many(
         On an executor that runs tasks as threads of this process (a ``ThreadPoolExecutor``)
         the global streams are shared by the tasks running at once: only a model that draws
         from generators of its own (seeded through ``build(problem, seed=s)``) repeats there.
-    threads_per_worker: torch/OpenMP/BLAS threads in each task (``None``: leave as is).
-    max_workers: size of pools/clusters started here (default: all cores).
-    num_samples, num_chains, name: passed to ``Posterior.to_inference_data`` (default 200,
+    threads_per_worker
+        torch/OpenMP/BLAS threads in each task (``None``: leave as is).
+    max_workers
+        size of pools/clusters started here (default: all cores).
+    num_samples, num_chains, name
+        passed to ``Posterior.to_inference_data`` (default 200,
         1, ``"u"``; a :class:`~bayesphys.SamplePosterior` given neither count exports its
         stored chains as they are, given either it exports that many of its stored draws);
         with ``export`` they do not apply (``export`` makes the draws) and giving one is
         refused (``ValueError``).
-    export: optional ``export(model, posterior, seed) -> InferenceData`` (``seed``: the draws'
+    export
+        optional ``export(model, posterior, seed) -> InferenceData`` (``seed``: the draws'
         seed above) replacing the default
         export, e.g. to add named parameter draws (``D``, ``rho``) or ``observed_data``.
 
     Returns
     -------
-    :class:`FitManyResult` — ``idata`` (posterior ``u`` of shape ``[C, S, N_ok, *E]``, dims
-    ``(chain, draw, problem_dim, ...)``), ``table`` (one row per problem, failures included)
-    and ``seed`` (the base seed). The table's ``warnings`` column lists, per problem, the
-    distinct warnings its build / fit / posterior / export raised (``"Category: message"``;
-    captured in the worker, so they show even where a worker's output does not reach the
-    caller, e.g. Ray); when any problem warned, one ``UserWarning`` in the caller says how
-    many. Records written before this column existed read as no warnings.
+    FitManyResult
+        ``idata`` (posterior ``u`` of shape ``[C, S, N_ok, *E]``, dims
+        ``(chain, draw, problem_dim, ...)``), ``table`` (one row per problem, failures
+        included) and ``seed`` (the base seed). The table's ``warnings`` column lists, per
+        problem, the distinct warnings its build / fit / posterior / export raised
+        (``"Category: message"``; captured in the worker, so they show even where a worker's
+        output does not reach the caller, e.g. Ray); when any problem warned, one
+        ``UserWarning`` in the caller says how many. Records written before this column
+        existed read as no warnings.
 
     Raises
     ------
-    CombineError: when the finished problems' results cannot be stacked (a group, variable,
+    CombineError
+        when the finished problems' results cannot be stacked (a group, variable,
         shape or coordinate differs between problems); it names the problems and what differs,
         and its ``result`` holds ``per_problem`` and ``table`` (``idata=None``).
-    Any exception that stops the loop over problems (the runner itself failing, Ctrl-C)
-    propagates with a ``partial_result`` attribute: the :class:`FitManyResult` (``idata=None``)
-    of the problems finished or resumed so far, so they are not lost even without ``out``.
+    Exception
+        Any exception that stops the loop over problems (the runner itself failing, Ctrl-C)
+        propagates with a ``partial_result`` attribute: the :class:`FitManyResult`
+        (``idata=None``) of the problems finished or resumed so far, so they are not lost
+        even without ``out``.
     """
 
     from .executors import Runner, _check_executor, resolve_runner

@@ -112,14 +112,19 @@ class SpectralMixture1d(nn.Module):
 
     Parameters
     ----------
-    num_mixtures: :math:`Q`.
-    kind: ``"gm"`` (Gaussian envelope) or ``"stm"`` (Matern-5/2 envelope).
-    mu: initial frequencies ``[Q]`` (default ``linspace(0, 1, Q) * freq_scale``, the paper's init;
+    num_mixtures
+        :math:`Q`.
+    kind
+        ``"gm"`` (Gaussian envelope) or ``"stm"`` (Matern-5/2 envelope).
+    mu
+        initial frequencies ``[Q]`` (default ``linspace(0, 1, Q) * freq_scale``, the paper's init;
         ``freq_scale >= 0``).
-    log_w, log_a: initial log weights / log envelope rates :math:`\log a_q` (defaults ``log(1/Q)``
+    log_w, log_a
+        initial log weights / log envelope rates :math:`\log a_q` (defaults ``log(1/Q)``
         and 0; :math:`a_q` is an inverse length scale for ``"stm"``, an inverse squared one for
         ``"gm"``).
-    dtype: of the parameters, a floating ``torch.dtype`` or its name (``None``: float64).
+    dtype
+        of the parameters, a floating ``torch.dtype`` or its name (``None``: float64).
     """
 
     def __init__(

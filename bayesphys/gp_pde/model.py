@@ -62,51 +62,70 @@ class GPPDESolver:
 
     Parameters
     ----------
-    problem: a :class:`~bayesphys.problems.gp_pde.PDEProblem` or its id; supplies the grid
+    problem
+        a :class:`~bayesphys.problems.gp_pde.PDEProblem` or its id; supplies the grid
         (``n_col`` points per dimension unless ``n_col`` is given), source, boundary data, the
         equation and the exact solution used for error tracking. An ``n_col`` below the
         Nyquist rate of a registered problem's solution, :math:`n - 1 < 2 \nu_i L_i`
         (:func:`~bayesphys.problems.gp_pde.solution_frequencies`), is a ``UserWarning``: the
         solution is aliased on that grid and the posterior confidently wrong.
-    x: instead of ``problem`` (not with it): grid axes ``[n_j]`` (a single 1-D axis for a 1-D
+    x
+        instead of ``problem`` (not with it): grid axes ``[n_j]`` (a single 1-D axis for a 1-D
         grid; strictly increasing) or tensor-product points ``[M, d]`` (in any order with
         callable ``source`` and ``boundary``; with either a tensor, in the row-major order of
         the grid of increasing axes, in which the tensor is read: another is refused).
-    source: :math:`f` as a callable ``f(x1, ..., xd)`` of the ``d`` coordinate tensors
+    source
+        :math:`f` as a callable ``f(x1, ..., xd)`` of the ``d`` coordinate tensors
         ``[n_1..n_d]`` or a tensor ``[n_1..n_d]`` (real, finite); a number (or a callable's
         0-d result) is the constant source of that value.
-    boundary: :math:`u` on the boundary, as a callable or a grid tensor (only faces are read,
+    boundary
+        :math:`u` on the boundary, as a callable or a grid tensor (only faces are read,
         and only they must be finite: NaN inside marks "unknown"); a number is the constant
         boundary value (``boundary=0.0``: homogeneous Dirichlet).
-    equation: ``"poisson"`` (default), ``"allencahn"`` or ``"advection"`` (with ``beta``,
+    equation
+        ``"poisson"`` (default), ``"allencahn"`` or ``"advection"`` (with ``beta``,
         default 1); with a problem, the problem's (a different value is refused). ``beta``
         is read by advection only: given with another equation, it is ignored with a
         ``UserWarning`` (it is no coefficient of the Poisson or Allen-Cahn operator).
-    num_mixtures: :math:`Q` per dimension; kind: ``"stm"`` (Matern-5/2 x cos) or ``"gm"``.
-    method: ``"gp-hm"`` (ours) or ``"ref"`` (paper settings); weighting: residual metric
-        (default ``"identity"`` in 1-D and for ``ref``, ``"prior"`` for ``gp-hm`` in 2-D).
-    jitter: per-factor nugget :math:`\epsilon` (default 1e-10 for ``gp-hm`` with the identity
+    num_mixtures
+        :math:`Q` per dimension.
+    kind
+        ``"stm"`` (Matern-5/2 x cos) or ``"gm"``.
+    method
+        ``"gp-hm"`` (ours) or ``"ref"`` (paper settings).
+    weighting
+        residual metric (default ``"identity"`` in 1-D and for ``ref``, ``"prior"`` for
+        ``gp-hm`` in 2-D).
+    jitter
+        per-factor nugget :math:`\epsilon` (default 1e-10 for ``gp-hm`` with the identity
         metric, else the paper's 1e-6).
-    lam_b: boundary weight :math:`\lambda_b` (default the problem's, else 200).
-    nugget: collocation-likelihood noise variance :math:`\sigma^2`; ``None`` (default) learns
+    lam_b
+        boundary weight :math:`\lambda_b` (default the problem's, else 200).
+    nugget
+        collocation-likelihood noise variance :math:`\sigma^2`; ``None`` (default) learns
         :math:`\tau_1, \tau_2` (the paper's); a float fixes
         :math:`\tau_1 = \tau_2 = 1/\sigma^2` (not optimised), i.e. the boundary values and the PDE
         residuals are observed with noise variance :math:`\sigma^2` (boundary additionally
         weighted by :math:`\lambda_b`). The posterior's width is then set by :math:`\sigma^2`,
         but never below the floor of the per-factor ``jitter`` (a nugget on :math:`U` in the prior).
-    zero_component: start one component at :math:`\mu = 0` (trends); default: only when the
+    zero_component
+        start one component at :math:`\mu = 0` (trends); default: only when the
         source's dominant frequency makes fewer than 4 periods across the domain.
-    nonlinear_solver: 2-D Allen-Cahn on the structured (prior-metric) path: ``"picard"``
+    nonlinear_solver
+        2-D Allen-Cahn on the structured (prior-metric) path: ``"picard"``
         (default; Anderson-accelerated shifted fixed point, :class:`PicardKronSolve`) or
         ``"gauss-newton"`` (damped Gauss-Newton on the exact objective,
         :class:`GaussNewtonKronSolve`, started from the previous field, or from the Picard
         iterate when there is none). 1-D Allen-Cahn always uses dense Gauss-Newton.
-    solver_options: keyword arguments for that solver (e.g. ``dict(max_iter=5, cg_maxiter=300)``),
+    solver_options
+        keyword arguments for that solver (e.g. ``dict(max_iter=5, cg_maxiter=300)``),
         checked here by the solver's ``check_options``; a ``UserWarning`` says when the model
         will not read them (a linear equation, a 3-D grid, or ``weighting="identity"``).
-    seed: recorded in ``config`` (the shared model API); the solver is deterministic and draws
+    seed
+        recorded in ``config`` (the shared model API); the solver is deterministic and draws
         no random numbers, so it neither uses the seed nor touches the global random streams.
-    device: where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
+    device
+        where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
 
     Notes
     -----

@@ -78,18 +78,27 @@ def shift_prediction(
 
     Parameters
     ----------
-    data: the pairs to predict (sources ``[n_i, d]``; its targets are not read).
-    train: the training pairs (targets ``[m_k, d]`` of the same ``d``).
-    by_treatment: use the training targets of the same treatment (``data`` and ``train`` must
+    data
+        the pairs to predict (sources ``[n_i, d]``; its targets are not read).
+    train
+        the training pairs (targets ``[m_k, d]`` of the same ``d``).
+    by_treatment
+        use the training targets of the same treatment (``data`` and ``train`` must
         both carry treatments, and every treatment of ``data`` must occur in ``train``).
 
     Returns
     -------
-    One predicted population ``[n_i, d]`` per pair of ``data``, in each source's dtype.
+    list[Tensor]
+        One predicted population ``[n_i, d]`` per pair of ``data``, in each source's dtype.
 
-    Raises ``TypeError`` for a ``data``/``train`` that is not :class:`PopulationPairs` or a
-    non-bool ``by_treatment``; ``ValueError`` (naming the argument) for invalid pairs, differing
-    dimensions, ``by_treatment`` without treatments or with a treatment absent from ``train``.
+    Raises
+    ------
+    TypeError
+        For a ``data``/``train`` that is not :class:`PopulationPairs` or a non-bool
+        ``by_treatment``.
+    ValueError
+        (naming the argument) For invalid pairs, differing dimensions, ``by_treatment``
+        without treatments or with a treatment absent from ``train``.
     """
     check_pairs(data, name="data")
     check_pairs(train, dim=data.dim, name="train")

@@ -167,11 +167,16 @@ class PopulationEmbedding(nn.Module):
 
     Parameters
     ----------
-    dim: point dimension ``d``.
-    hidden: GCN width (64 for letters in the reference, 128 for organoids).
-    layers: GCN depth (3 letters, 2 organoids).
-    k: neighbours in the kNN graph (50 letters, 100 organoids).
-    features: per-point features ``f`` (e.g. a cell-type one-hot) concatenated to the
+    dim
+        point dimension ``d``.
+    hidden
+        GCN width (64 for letters in the reference, 128 for organoids).
+    layers
+        GCN depth (3 letters, 2 organoids).
+    k
+        neighbours in the kNN graph (50 letters, 100 organoids).
+    features
+        per-point features ``f`` (e.g. a cell-type one-hot) concatenated to the
         coordinates as node inputs ``[P, n, d + f]``; the kNN graph uses the coordinates only.
     """
 

@@ -103,15 +103,19 @@ class MetaFlowMatching:
 
     Parameters
     ----------
-    data: training pairs (their ``train`` split, or all pairs if there is none); sets ``dim``,
+    data
+        training pairs (their ``train`` split, or all pairs if there is none); sets ``dim``,
         the number of treatments and (CGFM) the training population ids.
-    config: an :class:`MFMConfig`; keyword arguments override its fields.
-    dim, num_treatments, condition_ids: give these instead of ``data`` to build an empty model
+    config
+        an :class:`MFMConfig`; keyword arguments override its fields.
+    dim, num_treatments, condition_ids
+        give these instead of ``data`` to build an empty model
         (given with ``data``, they must agree with it). ``condition_ids``: distinct ints.
-    device (``None``: the CPU; ``"auto"``: CUDA when present), dtype (default float32),
-    seed: the initial weights are drawn as after ``seed_everything(seed)``, with the
-        caller's global streams restored after (:func:`~bayesphys.seeded`), and ``seed`` seeds
-        the model's own generators (Fourier matrix, training minibatches and
+    device, dtype, seed
+        ``device`` (``None``: the CPU; ``"auto"``: CUDA when present), ``dtype`` (default
+        float32), ``seed``: the initial weights are drawn as after ``seed_everything(seed)``,
+        with the caller's global streams restored after (:func:`~bayesphys.seeded`), and
+        ``seed`` seeds the model's own generators (Fourier matrix, training minibatches and
         times); ``seed=None``: the initial weights follow the global streams, and those
         generators are seeded from torch's global stream (so ``torch.manual_seed`` repeats an
         unseeded model; two unseeded models, or an unseeded ensemble's members, differ).

@@ -62,9 +62,16 @@ class ForwardNet(nn.Module):
 
     Parameters
     ----------
-    dim_x, dim_z, dim_w: input sizes. hidden, depth: MLP width and number of hidden layers.
-    n_freq, f_min, f_max, train_freq: Fourier features. rank: ``k``.
-    var_lo, var_hi: variance bounds, ``0 < var_lo < var_hi``.
+    dim_x, dim_z, dim_w
+        input sizes.
+    hidden, depth
+        MLP width and number of hidden layers.
+    n_freq, f_min, f_max, train_freq
+        Fourier features.
+    rank
+        ``k``.
+    var_lo, var_hi
+        variance bounds, ``0 < var_lo < var_hi``.
 
     Notes
     -----

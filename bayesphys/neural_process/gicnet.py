@@ -291,18 +291,36 @@ class GICNet(nn.Module):
 
     Parameters
     ----------
-    dim_x, dim_z, dim_w, dim_u: sizes. lower, upper: domain box (latent grid spans it).
-    latent: points per dimension of the latent grid (default 20 whatever ``dim_x``; the presets
+    dim_x, dim_z, dim_w, dim_u
+        sizes.
+    lower, upper
+        domain box (latent grid spans it).
+    latent
+        points per dimension of the latent grid (default 20 whatever ``dim_x``; the presets
         set 20 for the 1-D Poisson problem and 10 per axis for the 2-D Burgers problem).
-    channels: ``P``. lift_layers: depth of the lifting MLP (the reference code uses one layer).
-    conv_layers, conv_channels: CNN. dense: the two linear layers after Flatten.
-    trunk, trunk_layers: MLP on ``w``. head, head_layers: final MLP. rank: low-rank columns.
-    var_lo, var_hi: bounds of the diagonal variance (``0 < var_lo < var_hi``).
-    ell_max, ell_min: initial lengthscale range (``0 < ell_min <= ell_max``), absolute (units
+    channels
+        ``P``.
+    lift_layers
+        depth of the lifting MLP (the reference code uses one layer).
+    conv_layers, conv_channels
+        CNN.
+    dense
+        the two linear layers after Flatten.
+    trunk, trunk_layers
+        MLP on ``w``.
+    head, head_layers
+        final MLP.
+    rank
+        low-rank columns.
+    var_lo, var_hi
+        bounds of the diagonal variance (``0 < var_lo < var_hi``).
+    ell_max, ell_min
+        initial lengthscale range (``0 < ell_min <= ell_max``), absolute (units
         of ``x``): a ``UserWarning`` when an axis of the box is longer than
         :data:`LONG_AXIS_ELLS` ``ell_max`` or shorter than :data:`SHORT_AXIS_ELLS` ``ell_min``
         (module docstring).
-    density: append the ``P`` normalised point-density channels rho_j(g) to the CNN's
+    density
+        append the ``P`` normalised point-density channels rho_j(g) to the CNN's
         input, ConvCNP-style: they tell the CNN where the interpolated values extrapolate.
     """
 

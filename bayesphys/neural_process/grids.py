@@ -195,9 +195,12 @@ class AdaptiveGrid(GridMeasure):
 
     Parameters
     ----------
-    bins: bins per dimension of the piecewise-constant proposal.
-    alpha: mixture weight of the residual-driven part (``0`` gives the uniform measure).
-    decay: exponential moving-average factor of the per-bin mean squared residual.
+    bins
+        bins per dimension of the piecewise-constant proposal.
+    alpha
+        mixture weight of the residual-driven part (``0`` gives the uniform measure).
+    decay
+        exponential moving-average factor of the per-bin mean squared residual.
     """
 
     def __init__(

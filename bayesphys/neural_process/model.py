@@ -4,8 +4,8 @@ r"""The random-grid neural process model: training, posteriors, I/O (presets in 
 and a :class:`~.gicnet.GICNet` (Gaussian over PDE parameters), trained jointly without solver
 data by the physics ELBO (plus the noisy-data term when ``fit(data=...)`` is given).
 
-Methods
--------
+The two methods:
+
 ``"R0"``: a faithful torch re-implementation of the reference code's low-rank setting
 (Poisson: 7x300 swish MLP, 100 fixed Fourier frequencies in [1e-3, 2], rank 2, i.i.d. uniform
 grids of 30 points, batch 50, Adam 1e-3 constant because the reference decay never fires,
@@ -104,18 +104,23 @@ class RandomGridNP:
 
     Parameters
     ----------
-    problem: ``"poisson"``, ``"burgers"`` or a problem instance from ``bayesphys.problems.rgnp``.
-    method: ``"R0"`` (faithful reference setting) or ``"RGNP"`` (ours; the default). With
+    problem
+        ``"poisson"``, ``"burgers"`` or a problem instance from ``bayesphys.problems.rgnp``.
+    method
+        ``"R0"`` (faithful reference setting) or ``"RGNP"`` (ours; the default). With
         ``config``, the configuration's own ``method`` applies: a different ``method`` here is
         refused (``ValueError``) rather than ignored.
-    size: ``"full"`` (the preset), ``"small"`` or ``"smoke"`` (reduced networks, :data:`SIZES`);
+    size
+        ``"full"`` (the preset), ``"small"`` or ``"smoke"`` (reduced networks, :data:`SIZES`);
         presets only: with ``config`` (which sets every size) another size is refused.
-    device, dtype, seed: placement (``None``: the CPU; ``"auto"``: CUDA when present),
+    device, dtype, seed
+        placement (``None``: the CPU; ``"auto"``: CUDA when present),
         ``torch.float32`` (default: a neural model) or ``torch.float64`` (the Cholesky
         factors of the objective need one of them), and reproducibility: ``seed`` sets the
         initial weights and the stream of training batches and random grids (``None``: both
         from torch's global streams).
-    **overrides: fields of :class:`RGNPConfig` to change; ``gic={...}`` is merged into the
+    **overrides
+        fields of :class:`RGNPConfig` to change; ``gic={...}`` is merged into the
         preset's (or ``config``'s) GICNet settings, keys among :data:`~.config.GIC_KEYS`
         (:func:`~.config.with_overrides`).
 

@@ -69,24 +69,36 @@ class GliomaModel(GliomaPosteriorMixin):
 
     Parameters
     ----------
-    wm, gm: white/grey-matter probability maps ``[*grid]`` (``d`` = 2 or 3 axes), each in
+    wm, gm
+        white/grey-matter probability maps ``[*grid]`` (``d`` = 2 or 3 axes), each in
         [0, 1] and ``wm + gm <= 1`` per voxel (CSF's probability is the rest; up to 0.05 over
         is taken as rounding).
-    labels: segmentation ``[*grid]`` with values 0 (none), 1 (FLAIR edema), 2 (T1Gd core).
+    labels
+        segmentation ``[*grid]`` with values 0 (none), 1 (FLAIR edema), 2 (T1Gd core).
         A lesion on the edge of the scan is warned of (``UserWarning``): the model's boundary
         is closed there (no flux), so a volume cropped through the tumour holds it back.
-    spacing: voxel size in mm: one number, or one per axis when all are equal (anisotropic
+    spacing
+        voxel size in mm: one number, or one per axis when all are equal (anisotropic
         voxels, e.g. 1 x 1 x 3 mm, are refused: the stencil is isotropic; resample the scan
         first). Positions (``focus_init``, the fitted foci) are in mm from the corner of voxel
         0 along the array's axes: the centre of voxel ``i`` is at ``(i + 0.5) * spacing``, not
         at the scanner (world) coordinates of a NIfTI affine.
-    th_up, th_down: the T1Gd / FLAIR thresholds of :math:`c`.
-    t_end: days from the focus to the scan. dg_ratio: :math:`D_w/D_g`.
-    pet: optional PET map ``[*grid]``, modelled as ``pet_scale * c + N(0, pet_sigma^2)`` on
+    th_up, th_down
+        the T1Gd / FLAIR thresholds of :math:`c`.
+    t_end
+        days from the focus to the scan.
+    dg_ratio
+        :math:`D_w/D_g`.
+    pet
+        optional PET map ``[*grid]``, modelled as ``pet_scale * c + N(0, pet_sigma^2)`` on
         lesion voxels.
-    seg_sigma: :math:`\sigma_s`. noise_corr_mm: correlation length :math:`\lambda` of the
-        data errors in mm (default 4 mm, calibrated in benchmark B3; at least one voxel is used).
-    model_error: :math:`\alpha` (per mm, ``>= 0``, default 0): the forward model's error in
+    seg_sigma
+        :math:`\sigma_s`.
+    noise_corr_mm
+        correlation length :math:`\lambda` of the data errors in mm (default 4 mm, calibrated
+        in benchmark B3; at least one voxel is used).
+    model_error
+        :math:`\alpha` (per mm, ``>= 0``, default 0): the forward model's error in
         :math:`c` has sd :math:`\sigma_m = \alpha h`, added in quadrature to ``seg_sigma`` (and,
         times ``pet_scale``, to ``pet_sigma``). It grows with the voxel size: tissue maps and
         the stencil of a coarse grid misplace the front by a fraction of a cell. 0 trusts the
@@ -94,28 +106,36 @@ class GliomaModel(GliomaPosteriorMixin):
         fitted at 4 mm it widens the posterior but does not calibrate it
         (``benchmarks/odil_resolution.py``, docs/odil_notes.md); the joint ODIL fit
         (:meth:`fit_odil`, a soft PDE) does better there.
-    d_max: upper bound of :math:`D_w` used to fix the stable explicit time step.
-    time_scheme: ``"strang"`` (default: exact logistic reaction half-steps around an explicit
+    d_max
+        upper bound of :math:`D_w` used to fix the stable explicit time step.
+    time_scheme
+        ``"strang"`` (default: exact logistic reaction half-steps around an explicit
         diffusion step, :func:`~bayesphys.problems.fisher_kolmogorov.fk_forward`) or ``"euler"``
         (explicit Euler, the scheme before 2026-11-29; checkpoints without the key load with it).
         Same cost and stability limit; at 4 mm and 32 steps Strang's error in :math:`c(T)` is
         about 20x smaller.
-    prior: ``{"log_dw": (mean, sd), "log_rho": (mean, sd), "focus_sd": mm}`` (every focus's
+    prior
+        ``{"log_dw": (mean, sd), "log_rho": (mean, sd), "focus_sd": mm}`` (every focus's
         prior is centred on the centroid of the core voxels, label 2, or of the whole lesion,
         labels >= 1, when there is no core); missing keys take the defaults
         (:data:`~bayesphys.odil.glioma_inputs.DEFAULT_PRIOR`), also in a dict assigned to
         ``config["prior"]`` later.
-    focus_init: optional focus guess (mm) ``[d]``, or ``[n_foci, d]``; each must lie in the brain.
+    focus_init
+        optional focus guess (mm) ``[d]``, or ``[n_foci, d]``; each must lie in the brain.
         Default: the core centroid (one focus) or k-means centres of the core voxels (the
         lesion's, when there is no core).
-    n_foci: number of focal seeds :math:`K` (GliODIL's multi-focal tumours); the prior of each
+    n_foci
+        number of focal seeds :math:`K` (GliODIL's multi-focal tumours); the prior of each
         focus is the same. :func:`~bayesphys.odil.select_n_foci` chooses :math:`K` by evidence.
-    crop_margin_mm: the model is solved on the lesion's bounding box grown by this margin;
+    crop_margin_mm
+        the model is solved on the lesion's bounding box grown by this margin;
         ``None`` = the whole grid. Fields returned by :meth:`posterior` are on the whole grid
         (zero outside the crop).
-    crop_scale: if given, GliODIL's crop instead: the lesion's bounding box scaled by this
+    crop_scale
+        if given, GliODIL's crop instead: the lesion's bounding box scaled by this
         factor about its centre (GliODIL's ``trim_scale = 1.5``), clipped to the grid.
-    device: where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
+    device
+        where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
 
     Notes
     -----

@@ -26,10 +26,13 @@ class Multigrid:
 
     Parameters
     ----------
-    shape: fine grid shape ``(n_1, ..., n_d)``, ``d`` in 1..4, every ``n_k >= 1`` (e.g.
+    shape
+        fine grid shape ``(n_1, ..., n_d)``, ``d`` in 1..4, every ``n_k >= 1`` (e.g.
         ``(n_t, n_x, n_y, n_z)`` for a 3-D field in time).
-    levels: number of levels ``L >= 1`` (level ``l`` has shape ``ceil(n_k / 2^l)``).
-    axes: which axes (ints in ``[0, d)``) are coarsened (default all).
+    levels
+        number of levels ``L >= 1`` (level ``l`` has shape ``ceil(n_k / 2^l)``).
+    axes
+        which axes (ints in ``[0, d)``) are coarsened (default all).
 
     Notes
     -----

@@ -43,22 +43,28 @@ class DiscreteProblem:
 
     Parameters
     ----------
-    fields: name -> fine grid shape (ints >= 1), e.g. ``{"u": (nt, nx, ny)}``; the field is
+    fields
+        name -> fine grid shape (ints >= 1), e.g. ``{"u": (nt, nx, ny)}``; the field is
         then a tensor ``[nt, nx, ny]``.
-    params: name -> initial value (a number, ``[]``, or a tensor of any shape ``[*]``), e.g.
+    params
+        name -> initial value (a number, ``[]``, or a tensor of any shape ``[*]``), e.g.
         ``{"D": 0.1}``.
-    residuals: ``residuals(fields, params) -> {name: tensor}`` (weighted residuals, each of
+    residuals
+        ``residuals(fields, params) -> {name: tensor}`` (weighted residuals, each of
         any shape ``[*]``; the loss is :math:`\tfrac12\sum_k \lVert r_k\rVert^2`).
-    multigrid: name -> number of levels (an int >= 1) for fields held in the multigrid
+    multigrid
+        name -> number of levels (an int >= 1) for fields held in the multigrid
         decomposition (``None`` / 1 = plain grid values); fields of 1 to 4 axes.
-    device, dtype: where the unknowns live (``None``: the CPU; ``"auto"``: CUDA when
+    device, dtype
+        where the unknowns live (``None``: the CPU; ``"auto"``: CUDA when
         present) and their dtype (float64 default, or float32; half precision is
         refused: the solvers' linear algebra has none).
 
     Attributes
     ----------
-    n: total number of unknowns, ``x [n]``; ``slices[name]`` the slice of each block in ``x``;
-    field_names / param_names.
+    n, slices, field_names, param_names
+        ``n``: total number of unknowns, ``x [n]``; ``slices[name]``: the slice of each block
+        in ``x``; ``field_names`` / ``param_names``: the names of the fields / parameters.
 
     Notes
     -----

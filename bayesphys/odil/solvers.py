@@ -65,39 +65,49 @@ def minimize(
 
     Parameters
     ----------
-    method: ``"gn"``, ``"lm"``, ``"adam"`` or ``"lbfgs"`` (module docstring).
-    steps: outer iterations (GN/LM steps, Adam steps, L-BFGS calls of 20 inner iterations).
-    damping: initial :math:`\lambda` for LM.
-    linear_solver: ``"cg"`` (matrix-free), ``"sparse"`` (the Jacobian assembled from
+    method
+        ``"gn"``, ``"lm"``, ``"adam"`` or ``"lbfgs"`` (module docstring).
+    steps
+        outer iterations (GN/LM steps, Adam steps, L-BFGS calls of 20 inner iterations).
+    damping
+        initial :math:`\lambda` for LM.
+    linear_solver
+        ``"cg"`` (matrix-free), ``"sparse"`` (the Jacobian assembled from
         :math:`2C` products by column colouring, :mod:`~bayesphys.odil.sparse`, and the normal
         equations factorised by sparse LU; float64 plain-grid problems) or ``"dense"`` (the
         Jacobian ``[m, n]`` and :math:`J^\top J`; a ``MemoryError`` before them when they
         cannot fit in memory).
-    callback: ``callback(k, x)`` after each step (GN/LM: each accepted one; Adam / L-BFGS:
+    callback
+        ``callback(k, x)`` after each step (GN/LM: each accepted one; Adam / L-BFGS:
         not after a step whose update left the optimiser's state non-finite, which ends the
         fit as a divergence) with the step's index and the iterate (a detached view: do not
         modify it); its time is not counted in
         ``max_seconds``, and an exception it raises, ``StopIteration`` included, leaves the fit
         (with every method; Adam / L-BFGS took a ``StopIteration`` for the end of the fit).
-    warn_inexact: a ``RuntimeWarning`` when inner CG solves stop above ``cg_tol``, saying for
+    warn_inexact
+        a ``RuntimeWarning`` when inner CG solves stop above ``cg_tol``, saying for
         how many steps CG reached ``cg_maxiter`` (raise it) and for how many it broke down on
         a non-positive curvature (round-off; more iterations do not mend it) (``False``: only
         ``extra["cg_rel"]`` and ``extra["cg_breakdown"]`` record them, for a caller that
         reports them itself).
-    max_seconds: ``None`` or a wall-time budget ``> 0``: the fit ends after the first step
+    max_seconds
+        ``None`` or a wall-time budget ``> 0``: the fit ends after the first step
         (accepted or rejected) that finishes past it, with ``converged=False`` and the message
         ``"time budget (... s) reached after k steps"``; the ``callback``'s time is not
         counted. The iterate is the last accepted one, as after ``steps`` steps.
-    stencil_radius: with ``"sparse"`` (GN/LM only): the residuals' stencil radius in cells
+    stencil_radius
+        with ``"sparse"`` (GN/LM only): the residuals' stencil radius in cells
         (default 1: each residual reads field values at most one cell away along each axis, as
         every first/second-difference stencil of :mod:`~bayesphys.problems.stencil` does; periodic
         ones included); a wider stencil is detected (by a check against a product with a random
         tangent) and the colouring refined, at the cost of more products.
-    jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
+    jacobian
+        optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
         tangent-linear model), ``m`` the problem's residual count (another length is a
         ``ValueError``), taken in the problem's dtype and device; default
         :func:`torch.func.jacfwd`.
-    tol: stop when the relative loss decrease of a step is below ``tol``, or the loss is 0.
+    tol
+        stop when the relative loss decrease of a step is below ``tol``, or the loss is 0.
         GN/LM also stop, converged, at round-off: an accepted step with
         :math:`\max_i|\delta_i| \le 8\,\varepsilon \max_i|x_i|` (:math:`\varepsilon` the
         dtype's machine epsilon) whose loss is at round-off too, :math:`L_k \le
@@ -153,6 +163,8 @@ def minimize(
         whether its CG stopped on a breakdown, ``cg_breakdown``; a ``RuntimeWarning`` says
         when any step's CG stopped above ``cg_tol``, and why).
 
+    Notes
+    -----
     Settings are checked whatever the method: ``steps >= 0`` (0 returns ``x0``), ``lr > 0``,
     ``damping >= 0``, ``cg_tol >= 0``, ``cg_maxiter >= 1``, ``tol`` ``None`` or ``>= 0``;
     ``problem`` a :class:`DiscreteProblem`, ``x0`` real and finite of shape ``[n]``,

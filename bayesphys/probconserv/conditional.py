@@ -104,14 +104,19 @@ class ParameterMap:
 
     Attributes
     ----------
-    center: ``[D]`` mean of the flattened validation means (``D = nt N``).
-    components: ``[D, r]`` principal directions :math:`V`; the scores are
+    center
+        ``[D]`` mean of the flattened validation means (``D = nt N``).
+    components
+        ``[D, r]`` principal directions :math:`V`; the scores are
         :math:`\psi = (\mu - c)^\top V` ``[B, r]`` (:math:`c` = ``center``).
-    feat_mean, feat_std: ``[P]`` feature standardisation of
+    feat_mean, feat_std
+        ``[P]`` feature standardisation of
         :math:`(\psi, \psi^2, b, b^2)` (``P = 2 r + 2 nt``; ``inf`` sd for a dropped constant
         column).
-    coef: ``[P + 1]`` ridge coefficients :math:`w` (intercept first).
-    lo, hi: the training range of :math:`\theta` (:meth:`unit` maps it to ``[-1, 1]``).
+    coef
+        ``[P + 1]`` ridge coefficients :math:`w` (intercept first).
+    lo, hi
+        the training range of :math:`\theta` (:meth:`unit` maps it to ``[-1, 1]``).
     """
 
     center: Tensor  # [D] mean of the flattened validation means
@@ -330,11 +335,16 @@ class LocalScale:
 
     Attributes
     ----------
-    pmap: the :class:`ParameterMap` :math:`\hat\theta(\mu, b)`.
-    u: ``[M]`` inferred parameters of the ``M`` calibration functions (unit range).
-    absz: stage -> ``[M, nt, N]`` absolute z-scores under the final covariance (scale 1).
-    bandwidth: stage -> the kernel bandwidth ``h`` in the unit range.
-    cv: stage -> ``{h: 2-fold binned coverage error}``.
+    pmap
+        the :class:`ParameterMap` :math:`\hat\theta(\mu, b)`.
+    u
+        ``[M]`` inferred parameters of the ``M`` calibration functions (unit range).
+    absz
+        stage -> ``[M, nt, N]`` absolute z-scores under the final covariance (scale 1).
+    bandwidth
+        stage -> the kernel bandwidth ``h`` in the unit range.
+    cv
+        stage -> ``{h: 2-fold binned coverage error}``.
     """
 
     pmap: ParameterMap

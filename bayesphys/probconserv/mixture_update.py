@@ -121,23 +121,29 @@ def conserve_latent_mixture(
 
     Parameters
     ----------
-    means, variances: ``[S, *batch, nx]``, the draws' means :math:`\mu_s` and variances
+    means, variances
+        ``[S, *batch, nx]``, the draws' means :math:`\mu_s` and variances
         :math:`v_s > 0` (``S >= 1``; ``batch`` e.g. ``(B, nt)``). These, ``x`` and ``mass``
         may be tensors, arrays or lists (converted to float64 on ``means``' device).
-    x: ``[nx]`` the grid (possibly non-uniform; trapezoid weights :math:`g`).
-    mass: ``[*batch]`` the right-hand sides :math:`b` (one per slice).
-    sigma_g: constraint noise sd (``0``: the ProbConserv limit; ``inf``: no update), as for
+    x
+        ``[nx]`` the grid (possibly non-uniform; trapezoid weights :math:`g`).
+    mass
+        ``[*batch]`` the right-hand sides :math:`b` (one per slice).
+    sigma_g
+        constraint noise sd (``0``: the ProbConserv limit; ``inf``: no update), as for
         :func:`~bayesphys.probconserv.conservation_update`; with ``relative=True`` in units of
         each draw's own :math:`\sqrt{g^\top \operatorname{diag}(v_s) g}`.
-    spread_scale: :math:`a \ge 0`, the factor on the spread of the updated means.
+    spread_scale
+        :math:`a \ge 0`, the factor on the spread of the updated means.
 
     Returns
     -------
-    GaussianPosterior (float64): mean ``[*batch, nx]``, dense covariance ``[*batch, nx, nx]``
-    (module docstring), batch ``batch``, event ``(nx,)``; draws through an eigen-root that, on
-    every slice in the limit (``sigma_g = 0`` there), is projected onto :math:`g^\perp` (draws
-    conserve mass to round-off). Dense outputs that cannot fit on ``means``' device are
-    refused with a ``MemoryError`` before any update.
+    GaussianPosterior
+        float64: mean ``[*batch, nx]``, dense covariance ``[*batch, nx, nx]`` (module
+        docstring), batch ``batch``, event ``(nx,)``; draws through an eigen-root that, on
+        every slice in the limit (``sigma_g = 0`` there), is projected onto :math:`g^\perp`
+        (draws conserve mass to round-off). Dense outputs that cannot fit on ``means``' device
+        are refused with a ``MemoryError`` before any update.
     """
     means = as_tensor("means", means, dtype=_F64)
     variances = as_tensor("variances", variances, dtype=_F64).to(means.device)

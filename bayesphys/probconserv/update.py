@@ -365,20 +365,26 @@ def conservation_update(
 
     Parameters
     ----------
-    prior: Step-1 posterior, ``batch_shape`` e.g. ``(functions, times)``, event ``(nx,)``;
+    prior
+        Step-1 posterior, ``batch_shape`` e.g. ``(functions, times)``, event ``(nx,)``;
         its covariance must be the joint covariance of its draws (``GPPDESolver.posterior``,
         which holds only the marginal variances, is refused: pass ``field_posterior()``).
-    G: ``[m, N]`` or ``[*batch, m, N]`` constraint rows (e.g. :func:`trapezoid_weights`).
-    b: ``[*batch, m]`` right-hand sides (total mass :math:`b(t)`), or any shape that
+    G
+        ``[m, N]`` or ``[*batch, m, N]`` constraint rows (e.g. :func:`trapezoid_weights`).
+    b
+        ``[*batch, m]`` right-hand sides (total mass :math:`b(t)`), or any shape that
         broadcasts to it (e.g. ``[]``, ``[m]``, ``[*batch, 1]``); a ``b`` that does not but
         broadcasts to ``batch`` is one value per batch entry, the same for all ``m`` rows.
-    sigma_g: constraint noise sd :math:`\sigma_G` (``0`` = exact limit, ``inf`` = prior): a
+    sigma_g
+        constraint noise sd :math:`\sigma_G` (``0`` = exact limit, ``inf`` = prior): a
         number ``>= 0`` or a real tensor whose shape broadcasts to exactly ``[*batch, m]``
         (``batch = prior.batch_shape``, ``m`` rows of ``G``; e.g. ``[]``, ``[m]``,
         ``[*batch, 1]``), per batch entry and constraint row. Zeros may mix with positive
         values (those rows exact); ``inf`` must be everywhere or nowhere.
-    relative: interpret ``sigma_g`` in units of :math:`\sqrt{(G\Sigma G^\top)_{jj}}`.
-    rcond: in the limit, refuse :math:`G\Sigma G^\top` whose smallest/largest eigenvalue ratio
+    relative
+        interpret ``sigma_g`` in units of :math:`\sqrt{(G\Sigma G^\top)_{jj}}`.
+    rcond
+        in the limit, refuse :math:`G\Sigma G^\top` whose smallest/largest eigenvalue ratio
         is below ``rcond``, or with a row whose variance :math:`g_j^\top\Sigma g_j` is below
         ``rcond`` times :math:`\sum_i G_{ji}^2\Sigma_{ii}` (its value without correlations;
         below that it is round-off, e.g. a prior already conditioned on the same row)
@@ -391,17 +397,18 @@ def conservation_update(
 
     Returns
     -------
-    GaussianPosterior (float64) with mean ``[*batch, *event]`` and covariance
-    :math:`\tilde\Sigma` ``[*batch, N, N]`` (structured, never densified) and a pathwise sampler.
+    GaussianPosterior
+        float64, with mean ``[*batch, *event]`` and covariance :math:`\tilde\Sigma`
+        ``[*batch, N, N]`` (structured, never densified) and a pathwise sampler.
 
-    Applied again to its own result, the update conditions on a second, independent
-    observation of the same constraint, so it is not idempotent. After the limit
-    (``sigma_g = 0``) the posterior has no variance left along ``G`` and already satisfies
-    it: a second exact update is refused (``ValueError``, see ``rcond``; use the posterior
-    as it is), and one with a finite ``sigma_g`` leaves mean and covariance unchanged to
-    round-off. After a finite ``sigma_g`` a second update counts the constraint twice and
-    shrinks the mass variance again: with the same absolute ``sigma_g`` it equals one update
-    with :math:`\sigma_G/\sqrt2`.
+        Applied again to its own result, the update conditions on a second, independent
+        observation of the same constraint, so it is not idempotent. After the limit
+        (``sigma_g = 0``) the posterior has no variance left along ``G`` and already satisfies
+        it: a second exact update is refused (``ValueError``, see ``rcond``; use the posterior
+        as it is), and one with a finite ``sigma_g`` leaves mean and covariance unchanged to
+        round-off. After a finite ``sigma_g`` a second update counts the constraint twice and
+        shrinks the mass variance again: with the same absolute ``sigma_g`` it equals one
+        update with :math:`\sigma_G/\sqrt2`.
     """
     if isinstance(prior, GaussianPosterior) and getattr(
         prior._custom_root, "marginal_covariance", False

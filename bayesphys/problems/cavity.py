@@ -126,8 +126,9 @@ def solve_cavity(
 
     Returns
     -------
-    ``{"x": [n], "t": [n_snapshots], "u", "v", "psi", "omega": [n_snapshots, n, n]}``
-    (index ``[t, y, x]``).
+    dict[str, np.ndarray]
+        ``{"x": [n], "t": [n_snapshots], "u", "v", "psi", "omega": [n_snapshots, n, n]}``
+        (index ``[t, y, x]``).
     """
     rho, mu, t_end = (
         check_real(name, val, minimum=0.0, strict=True)

@@ -62,15 +62,23 @@ class PDEProblem:
 
     Attributes
     ----------
-    name: problem id.
-    equation: ``"poisson"``, ``"allencahn"`` or ``"advection"``.
-    domain: ``((lo_1, hi_1), ..., (lo_d, hi_d))``.
-    n_col: collocation points per dimension (the paper's grid).
-    exact: :math:`u(x_1, ..., x_d)`, elementwise on ``d`` coordinate tensors of equal shape
+    name
+        problem id.
+    equation
+        ``"poisson"``, ``"allencahn"`` or ``"advection"``.
+    domain
+        ``((lo_1, hi_1), ..., (lo_d, hi_d))``.
+    n_col
+        collocation points per dimension (the paper's grid).
+    exact
+        :math:`u(x_1, ..., x_d)`, elementwise on ``d`` coordinate tensors of equal shape
         ``[*]`` -> ``[*]``.
-    freq_scale: the paper's frequency initialisation scale.
-    llk_weight: :math:`\lambda_b`, the boundary-likelihood weight (200; 500 for advection).
-    beta: advection speed.
+    freq_scale
+        the paper's frequency initialisation scale.
+    llk_weight
+        :math:`\lambda_b`, the boundary-likelihood weight (200; 500 for advection).
+    beta
+        advection speed.
     """
 
     name: str

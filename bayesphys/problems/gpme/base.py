@@ -37,13 +37,19 @@ class GPMEProblem:
 
     Attributes
     ----------
-    name: problem id (``"diffusion"``, ``"pme"``, ``"stefan"``).
-    param_name: name of the varied parameter (``k``, ``m``, ``u_star``).
-    x_range, t_range: domain.
-    train_range: the parameter is drawn ``U(train_range)`` for training functions.
-    param_domain: the open interval where the family is defined (checked by ``make_dataset``);
+    name
+        problem id (``"diffusion"``, ``"pme"``, ``"stefan"``).
+    param_name
+        name of the varied parameter (``k``, ``m``, ``u_star``).
+    x_range, t_range
+        domain.
+    train_range
+        the parameter is drawn ``U(train_range)`` for training functions.
+    param_domain
+        the open interval where the family is defined (checked by ``make_dataset``);
         ``train_range`` must lie inside it.
-    test_params: the paper's test parameters; ``table_time``: the time of the paper's tables
+    test_params
+        the paper's test parameters; ``table_time``: the time of the paper's tables
         (inside ``t_range``).
     """
 

@@ -26,17 +26,25 @@ class PopulationPairs:
 
     Attributes
     ----------
-    source, target: lists of float tensors, one population per pair.
-    treatment: ``[num_pairs]`` long tensor of treatment indices, or ``None``.
-    source_id: ``[num_pairs]`` long tensor; pairs with the same source population share an id.
-    splits: split name -> list of pair indices (``train``, ``test`` and possibly ``val``,
+    source, target
+        lists of float tensors, one population per pair.
+    treatment
+        ``[num_pairs]`` long tensor of treatment indices, or ``None``.
+    source_id
+        ``[num_pairs]`` long tensor; pairs with the same source population share an id.
+    splits
+        split name -> list of pair indices (``train``, ``test`` and possibly ``val``,
         ``cal``); calibration populations are used for split-conformal radii. An index
         listed twice weighs twice wherever its split is used (a bootstrap resample of the
         training pairs, for instance).
-    paired: ``True`` when ``target[i][j]`` is the image of ``source[i][j]`` (index coupling).
-    num_treatments: number of treatments (0 when there are none).
-    extra: problem-specific exact answers (e.g. B2 Gaussian parameters).
-    source_features: per-point features ``[n_i, f]`` of each source population (e.g. a
+    paired
+        ``True`` when ``target[i][j]`` is the image of ``source[i][j]`` (index coupling).
+    num_treatments
+        number of treatments (0 when there are none).
+    extra
+        problem-specific exact answers (e.g. B2 Gaussian parameters).
+    source_features
+        per-point features ``[n_i, f]`` of each source population (e.g. a
         cell-type one-hot), read by the MFM population embedding only (not transported);
         ``None`` when there are none.
     """
