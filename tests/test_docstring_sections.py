@@ -14,21 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_docs_roles import roles  # docs/_griffe_roles.py, loaded from docs/
+
 ROOT = Path(__file__).resolve().parents[1]
-ITEM_SECTIONS = {
-    "parameters",
-    "other parameters",
-    "returns",
-    "yields",
-    "receives",
-    "raises",
-    "warns",
-    "attributes",
-    "methods",
-    "functions",
-    "classes",
-    "modules",
-}
+# the sections whose unindented lines are items, as the API reference's extension lists them
+ITEM_SECTIONS = roles.ITEM_SECTIONS
 NAME = r"\*{0,2}[A-Za-z_][\w.]*"
 NAMES = re.compile(rf"^{NAME}(?:\s*,\s*{NAME})*$")
 
