@@ -191,7 +191,13 @@ def posterior_for(
     finite, ``idx`` whole numbers in ``[0, n)`` (as :class:`ConjugateGaussianField` checks
     them: out-of-range or fractional indices, numpy arrays and lists failed inside torch).
     A grid whose dense ``[n, n]`` matrices (about six, float64) cannot fit on ``x``'s device
-    is refused with a ``MemoryError`` before the kernel is formed."""
+    is refused with a ``MemoryError`` before the kernel is formed.
+
+    The covariance carries a nugget ``1e-9 * outputscale`` (the prior variance) on its
+    diagonal: the exact one is singular to round-off on a fine grid. It is negligible at the
+    usual noise levels; at the sensors the posterior variance is about :math:`\\sigma^2`, so
+    with ``outputscale = 1`` and ``noise`` below about ``1e-4`` the nugget is more than a
+    tenth of it (the share is ``1e-9 * outputscale / noise**2``)."""
     x, idx, y = _grid_data(x, idx, y)
     noise = check_scalar("noise", noise, minimum=0.0, strict=True)
     lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)
