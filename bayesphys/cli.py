@@ -29,6 +29,7 @@ from pathlib import Path
 from ._cli_args import device_arg as _device_arg
 from ._cli_args import out_arg as _out_arg
 from ._cli_args import seed_arg as _seed_arg
+from ._console import tolerant_stdout
 from ._hooks import component_hook as _component_module
 from ._version import __version__
 
@@ -446,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     command quietly with status 141, as a process killed by SIGPIPE (a traceback and status 1
     before)."""
     if argv is None:
-        _tolerant_stdout()
+        # the tables' dashes and plus-minus signs (and the names given) print on a console
+        # whose encoding lacks them, as ASCII (they raised UnicodeEncodeError)
+        tolerant_stdout()
     try:
         if argv is None:  # the console command: the process ends with it
             return _main(argv)
@@ -491,21 +494,6 @@ def _callers_state_kept() -> Iterator[None]:
         random.setstate(py)
         np.random.set_state(npy)
         set_thread_counts(threads, fresh)
-
-
-def _tolerant_stdout() -> None:
-    """Let the console command print on a console whose encoding lacks a character of its
-    tables (an en dash for an empty cell: cp932, cp437 or latin-1 raised UnicodeEncodeError):
-    such characters print as ``?`` instead. The command only: ``main([...])`` called from
-    Python leaves the caller's stdout alone."""
-    reconfigure = getattr(sys.stdout, "reconfigure", None)
-    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
-    strict = getattr(sys.stdout, "errors", "strict") == "strict"  # surrogateescape: as it is
-    if reconfigure is not None and strict and encoding not in ("utf8", "utf16", "utf32"):
-        try:
-            reconfigure(errors="replace")
-        except (ValueError, OSError):  # a stream that cannot be reconfigured: as it is
-            pass
 
 
 def _stdout_reader_gone() -> bool:

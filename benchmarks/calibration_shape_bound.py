@@ -472,4 +472,7 @@ def bound_rows(reps: int, seed: int) -> list[dict]:
 
 
 if __name__ == "__main__":
+    from bayesphys._console import tolerant_stdout
+
+    tolerant_stdout()  # its output prints on any console (bayesphys._console)
     main()

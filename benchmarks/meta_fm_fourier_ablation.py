@@ -101,4 +101,7 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
+    from bayesphys._console import tolerant_stdout
+
+    tolerant_stdout()  # its output prints on any console (bayesphys._console)
     main()

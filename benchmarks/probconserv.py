@@ -467,6 +467,9 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
+    from bayesphys._console import tolerant_stdout
+
+    tolerant_stdout()  # its output prints on any console (bayesphys._console)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     res = main()
     if res is not None:  # a results file (internal modes print their own output)

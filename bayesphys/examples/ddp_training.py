@@ -382,4 +382,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover
+    from .._console import tolerant_stdout
+
+    tolerant_stdout()  # its output prints on any console (bayesphys._console)
     main()

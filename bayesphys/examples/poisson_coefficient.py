@@ -292,4 +292,7 @@ def _run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":  # `bayesphys run` prints the result itself
+    from .._console import tolerant_stdout
+
+    tolerant_stdout()  # its output prints on any console (bayesphys._console)
     print({k: v for k, v in _args.run_script(main).items() if k != "summary"})
