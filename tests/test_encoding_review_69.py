@@ -155,3 +155,20 @@ def test_scripts_read_and_write_text_as_utf8():
     paths = [*sorted((ROOT / "benchmarks").glob("*.py")), *sorted((ROOT / "examples").glob("*.py"))]
     paths.append(ROOT / "docs" / "make_gallery.py")
     assert [f for p in paths for f in _text_io_without_encoding(p)] == []
+
+
+@pytest.mark.parametrize("with_out", [False, True])
+def test_fit_many_refuses_an_id_from_an_undecodable_file_name(tmp_path, with_out):
+    """`{p.stem: ... for p in folder.glob(...)}` over a name not valid in the file system's
+    encoding gives an id with a surrogate character: a bare UnicodeEncodeError from the seed
+    or file-stem hash (xarray cannot read such a coordinate back either). Refused by name,
+    before anything runs."""
+    from bayesphys import fit_many
+    from tests.distributed import _toy
+
+    problems = _toy.problems(2)
+    ids = dict(zip(["caf\udce9", "plain"], problems.values()))
+    out = tmp_path / "out" if with_out else None
+    with pytest.raises(ValueError, match=r"problems: id 'caf\\udce9' holds the surrogate"):
+        fit_many(ids, _toy.build, executor="sequential", out=out, progress=False)
+    assert not (tmp_path / "out").exists()
