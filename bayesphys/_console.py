@@ -10,16 +10,34 @@ makes such a stream print them as ASCII instead (:func:`ascii_fallback`: ``±`` 
 ``–`` as ``-``, ``é`` as ``e``, anything else as ``?``); characters that stand for bytes of a
 name the operating system gave undecoded (Python's ``surrogateescape``) are written as those
 bytes, as before.
+
+A reader that leaves early (``python examples/tutorial_arviz.py | head -1``) closes the pipe
+that is standard output: :func:`closed_stdout` tells that apart from another pipe breaking,
+:func:`discard_stdout` sends what is still buffered nowhere, and :func:`console_script`, the
+entry point of every example and benchmark script, ends such a script quietly with status 141
+(as a process killed by SIGPIPE), as the ``bayesphys`` command does.
 """
 
 from __future__ import annotations
 
 import codecs
+import errno
+import os
+import select
 import sys
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["ERRORS", "ascii_fallback", "tolerant_stdout"]
+__all__ = [
+    "ERRORS",
+    "ascii_fallback",
+    "closed_stdout",
+    "console_script",
+    "discard_stdout",
+    "tolerant_stdout",
+]
 
 #: the name of the error handler :func:`tolerant_stdout` gives standard output
 ERRORS = "bayesphys-ascii"
@@ -118,3 +136,57 @@ def tolerant_stdout(stream: Any = None) -> None:
         reconfigure(errors=ERRORS)
     except (ValueError, OSError):  # a stream that cannot be reconfigured: as it is
         pass
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (poll reports POLLERR on
+    such a pipe's write end on Linux, POLLHUP on the BSDs and macOS); ``False`` for a replaced
+    stdout without a descriptor. Where ``poll`` does not exist (Windows) a broken pipe is
+    taken to be stdout's."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    gone = select.POLLERR | select.POLLHUP
+    return any(events & gone for _, events in poller.poll(0))
+
+
+def closed_stdout(err: BaseException) -> bool:
+    """Whether ``err`` is standard output's reader having left: a broken pipe (on Windows
+    often reported as ``EINVAL``) while stdout is a pipe closed at its other end. A pipe to a
+    helper process that broke is a real error: ``False``."""
+    if not isinstance(err, OSError):
+        return False
+    broken = isinstance(err, BrokenPipeError) or (os.name == "nt" and err.errno == errno.EINVAL)
+    return broken and _stdout_reader_gone()
+
+
+def discard_stdout() -> None:
+    """Point standard output's descriptor at the null device: what is still buffered for a
+    closed pipe goes nowhere (flushing it at exit raised the error a second time)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)  # stdout keeps its copy
+
+
+@contextmanager
+def console_script() -> Iterator[None]:
+    """The body of a script's ``if __name__ == "__main__":`` block: standard output made
+    tolerant (:func:`tolerant_stdout`), flushed at the end, and a reader that left early
+    (:func:`closed_stdout`) ends the script quietly with ``SystemExit(141)`` instead of a
+    ``BrokenPipeError`` traceback and status 1."""
+    tolerant_stdout()
+    try:
+        yield
+        sys.stdout.flush()  # a closed pipe found here, not in the flush at exit
+    except OSError as err:
+        if not closed_stdout(err):
+            raise
+        discard_stdout()
+        raise SystemExit(141) from None

@@ -354,9 +354,9 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
 
 
 if __name__ == "__main__":
-    from bayesphys._console import tolerant_stdout
+    from bayesphys._console import console_script
 
-    tolerant_stdout()  # its output prints on any console (bayesphys._console)
-    res = main(sys.argv[1:])
-    if res is not None:  # a results file (internal modes print their own output)
-        print(f"results: {res}")
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        res = main(sys.argv[1:])
+        if res is not None:  # a results file (internal modes print their own output)
+            print(f"results: {res}")

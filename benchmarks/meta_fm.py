@@ -386,9 +386,9 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    from bayesphys._console import tolerant_stdout
+    from bayesphys._console import console_script
 
-    tolerant_stdout()  # its output prints on any console (bayesphys._console)
-    res = main()
-    if res is not None:  # a results file (internal modes print their own output)
-        print(f"results: {res}")
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        res = main()
+        if res is not None:  # a results file (internal modes print their own output)
+            print(f"results: {res}")

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    from bayesphys._console import tolerant_stdout
+    from bayesphys._console import console_script
 
-    tolerant_stdout()  # its output prints on any console (bayesphys._console)
-    main()
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        main()

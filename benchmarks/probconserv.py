@@ -467,10 +467,10 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    from bayesphys._console import tolerant_stdout
+    from bayesphys._console import console_script
 
-    tolerant_stdout()  # its output prints on any console (bayesphys._console)
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
-    res = main()
-    if res is not None:  # a results file (internal modes print their own output)
-        print(f"results: {res}")
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        os.environ.setdefault("OMP_NUM_THREADS", "2")
+        res = main()
+        if res is not None:  # a results file (internal modes print their own output)
+            print(f"results: {res}")

@@ -139,14 +139,33 @@ def _main_block_calls(path: Path) -> set[str]:
 
 
 def test_every_script_makes_its_stdout_tolerant():
-    """Each script's entry point calls tolerant_stdout (an example wrapper runs the module whose
-    entry point does, or run_script, which does)."""
+    """Each script's entry point runs in console_script (an example wrapper that runs the
+    module whose entry point does so is taken as it)."""
     missing = [
         str(p.relative_to(ROOT))
         for p in _script_files()
-        if not _main_block_calls(p) & {"tolerant_stdout", "run_module", "run_script"}
+        if not _main_block_calls(p) & {"console_script", "run_module"}
     ]
     assert missing == []
+
+
+def test_a_script_ends_quietly_when_its_reader_leaves(tmp_path):
+    """`python benchmarks/<ablation>.py --table FILE | head -1`: a BrokenPipeError traceback
+    and status 1 (the command itself already ended with 141 and no traceback)."""
+    results = tmp_path / "rows.json"
+    rows = [{"method": f"m{i}", "w2": i / 7} for i in range(20000)]
+    results.write_text(json.dumps({"rows": rows}), encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "benchmarks/meta_fm_fourier_ablation.py", "--table", str(results)],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.readline().strip() == b"| method | w2 |"
+    proc.stdout.close()  # the reader leaves
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and "Traceback" not in err, err
 
 
 def test_scripts_read_and_write_text_as_utf8():

@@ -292,7 +292,7 @@ def _run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":  # `bayesphys run` prints the result itself
-    from .._console import tolerant_stdout
+    from .._console import console_script
 
-    tolerant_stdout()  # its output prints on any console (bayesphys._console)
-    print({k: v for k, v in _args.run_script(main).items() if k != "summary"})
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        print({k: v for k, v in _args.run_script(main).items() if k != "summary"})

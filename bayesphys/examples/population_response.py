@@ -118,9 +118,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # `bayesphys run` prints the result itself
-    from .._console import tolerant_stdout
+    from .._console import console_script
 
-    tolerant_stdout()  # its output prints on any console (bayesphys._console)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    res = main()
-    print(json.dumps({k: v for k, v in res.items() if k != "w2_summary"}, indent=1, default=float))
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        res = main()
+        print(
+            json.dumps({k: v for k, v in res.items() if k != "w2_summary"}, indent=1, default=float)
+        )

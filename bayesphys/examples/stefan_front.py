@@ -264,8 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover  (`bayesphys run` prints the result itself)
-    from .._console import tolerant_stdout
+    from .._console import console_script
 
-    tolerant_stdout()  # its output prints on any console (bayesphys._console)
-    for k, v in main().items():
-        print(f"{k}: {v}")
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        for k, v in main().items():
+            print(f"{k}: {v}")

@@ -189,9 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover  (`bayesphys run` prints the result itself)
-    from .._console import tolerant_stdout
+    from .._console import console_script
 
-    tolerant_stdout()  # its output prints on any console (bayesphys._console)
-    res = main()
-    print({k: v for k, v in res.items() if k != "out"})
-    print(f"wrote the tutorial's files to {res['out']}")
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        res = main()
+        print({k: v for k, v in res.items() if k != "out"})
+        print(f"wrote the tutorial's files to {res['out']}")
