@@ -91,9 +91,12 @@ _RAISING = ("strict", "surrogateescape")
 def ascii_fallback(char: str) -> str:
     """The ASCII spelling of the single character ``char``: its entry in a short table of
     typographic and Greek characters (``"±"`` -> ``"+-"``, ``"σ"`` -> ``"sigma"``), else its
-    letters without accents (``"é"`` -> ``"e"``), else ``"?"``."""
+    letters without accents (``"é"`` -> ``"e"``; a combining accent on its own, as in a name
+    written decomposed, ``"e\\u0301"``, -> ``""``), else ``"?"``."""
     if char in _SPELLED:
         return _SPELLED[char]
+    if unicodedata.combining(char):
+        return ""
     plain = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode("ascii")
     return plain or "?"
 

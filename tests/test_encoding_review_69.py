@@ -51,6 +51,14 @@ def test_characters_of_the_tables_print_as_ascii():
     assert ascii_fallback("\u4e2d") == "?"  # no ASCII spelling: a question mark
 
 
+def test_a_name_written_decomposed_loses_only_its_accents():
+    """'cafe' + a combining acute accent (as macOS file names are written) printed 'cafe?'."""
+    raw, stream = _ascii_stream("strict")
+    tolerant_stdout(stream)
+    stream.write("cafe\u0301 Mu\u0308ller\n")
+    assert raw.getvalue() == b"cafe Muller\n"
+
+
 def test_a_c_locale_stdout_prints_them_and_keeps_undecoded_bytes():
     """In a C locale (surrogateescape) stdout was left as it was: the first ± raised. The
     bytes of a name the system gave undecoded (a path from argv) are still written as they
