@@ -12,12 +12,9 @@ Components plug in without touching this file:
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import importlib.util
 import numbers
-import os
-import select
 import sys
 import time
 import traceback
@@ -29,6 +26,7 @@ from pathlib import Path
 from ._cli_args import device_arg as _device_arg
 from ._cli_args import out_arg as _out_arg
 from ._cli_args import seed_arg as _seed_arg
+from ._console import closed_stdout, discard_stdout, tolerant_stdout
 from ._hooks import component_hook as _component_module
 from ._version import __version__
 
@@ -446,24 +444,18 @@ def main(argv: list[str] | None = None) -> int:
     command quietly with status 141, as a process killed by SIGPIPE (a traceback and status 1
     before)."""
     if argv is None:
-        _tolerant_stdout()
+        # the tables' dashes and plus-minus signs (and the names given) print on a console
+        # whose encoding lacks them, as ASCII (they raised UnicodeEncodeError)
+        tolerant_stdout()
     try:
         if argv is None:  # the console command: the process ends with it
             return _main(argv)
         with _callers_state_kept():  # main([...]) from Python: the caller's seeds and threads
             return _main(argv)
     except OSError as err:
-        # Windows often reports a write to a closed pipe as EINVAL, not as a broken pipe
-        broken = isinstance(err, BrokenPipeError) or (os.name == "nt" and err.errno == errno.EINVAL)
-        if not broken or not _stdout_reader_gone():  # another pipe broke: a real error
+        if not closed_stdout(err):  # another pipe broke: a real error
             raise
-        # what is still buffered for the closed pipe goes nowhere: flushing it at exit raised
-        # the error a second time
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        finally:
-            os.close(devnull)  # stdout keeps its copy (one descriptor leaked per call before)
+        discard_stdout()  # what is still buffered for the closed pipe goes nowhere
         return 141
 
 
@@ -491,38 +483,6 @@ def _callers_state_kept() -> Iterator[None]:
         random.setstate(py)
         np.random.set_state(npy)
         set_thread_counts(threads, fresh)
-
-
-def _tolerant_stdout() -> None:
-    """Let the console command print on a console whose encoding lacks a character of its
-    tables (an en dash for an empty cell: cp932, cp437 or latin-1 raised UnicodeEncodeError):
-    such characters print as ``?`` instead. The command only: ``main([...])`` called from
-    Python leaves the caller's stdout alone."""
-    reconfigure = getattr(sys.stdout, "reconfigure", None)
-    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
-    strict = getattr(sys.stdout, "errors", "strict") == "strict"  # surrogateescape: as it is
-    if reconfigure is not None and strict and encoding not in ("utf8", "utf16", "utf32"):
-        try:
-            reconfigure(errors="replace")
-        except (ValueError, OSError):  # a stream that cannot be reconfigured: as it is
-            pass
-
-
-def _stdout_reader_gone() -> bool:
-    """Whether standard output is a pipe whose reader has closed it (poll reports POLLERR on
-    such a pipe's write end on Linux, POLLHUP on the BSDs and macOS); ``False`` for a replaced
-    stdout without a descriptor. Where ``poll`` does not exist (Windows) a broken pipe is
-    taken to be stdout's."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return False
-    if not hasattr(select, "poll"):
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    gone = select.POLLERR | select.POLLHUP
-    return any(events & gone for _, events in poller.poll(0))
 
 
 def _main(argv: list[str] | None) -> int:

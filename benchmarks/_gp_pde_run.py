@@ -26,7 +26,7 @@ def _reset_peak() -> bool:
     """Reset the process's peak resident size (Linux: ``/proc/self/clear_refs``), so that the
     next :func:`_peak_mb` is this row's peak; ``False`` where that is not possible."""
     try:
-        with open("/proc/self/clear_refs", "w") as f:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
             f.write("5")
         return True
     except OSError:

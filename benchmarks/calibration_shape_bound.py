@@ -472,4 +472,7 @@ def bound_rows(reps: int, seed: int) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    from bayesphys._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        main()

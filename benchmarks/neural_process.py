@@ -579,6 +579,9 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    res = main()
-    if res is not None:  # a results file (internal modes print their own output)
-        print(f"results: {res}")
+    from bayesphys._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        res = main()
+        if res is not None:  # a results file (internal modes print their own output)
+            print(f"results: {res}")

@@ -184,4 +184,7 @@ def _drift_summary(fits: list[dict], resolutions: list[int]) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from bayesphys._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        main()

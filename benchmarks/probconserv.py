@@ -467,7 +467,10 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
-    res = main()
-    if res is not None:  # a results file (internal modes print their own output)
-        print(f"results: {res}")
+    from bayesphys._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        os.environ.setdefault("OMP_NUM_THREADS", "2")
+        res = main()
+        if res is not None:  # a results file (internal modes print their own output)
+            print(f"results: {res}")

@@ -7,4 +7,8 @@ from bayesphys.examples._args import run_script
 from bayesphys.examples.cohort import main
 
 if __name__ == "__main__":  # --executor ray / dask not installed: named, without a traceback
-    raise SystemExit(1 if run_script(main).get("failed") else 0)
+    from bayesphys._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        failed = run_script(main).get("failed")
+    raise SystemExit(1 if failed else 0)

@@ -3,4 +3,7 @@
 from bayesphys.examples.ddp_training import main
 
 if __name__ == "__main__":
-    main()
+    from bayesphys._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        main()

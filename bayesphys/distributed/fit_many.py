@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import time
 import traceback
 import warnings
@@ -91,6 +92,7 @@ def _normalise(
             ) from err
     stems: dict[str, Any] = {}
     for pid, _ in items:
+        _refuse_undecoded(pid)
         s = _stem(pid).casefold() if files else str(pid)
         if s in stems:
             what = f"file stem {_stem(pid)!r}, compared without case" if files else f"label {s!r}"
@@ -99,6 +101,22 @@ def _normalise(
             )
         stems[s] = pid
     return items
+
+
+def _refuse_undecoded(problem_id: Any) -> None:
+    """Refuse an id holding a surrogate character: the bytes of a file name that
+    ``os.listdir`` / ``Path.glob`` could not decode (kept as ``U+DC80`` .. ``U+DCFF``). Its seed
+    could not be hashed (a bare UnicodeEncodeError, with an out folder or without) and
+    xarray cannot read such a coordinate back."""
+    text = str(problem_id)
+    bad = next((c for c in text if "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:
+        raise ValueError(
+            f"problems: id {problem_id!r} holds the surrogate character {bad!r}, the "
+            "undecodable byte of a file name (not valid in the file system's encoding, "
+            f"{sys.getfilesystemencoding()}); decode the name first, e.g. "
+            "os.fsencode(name).decode('utf-8', 'replace')"
+        )
 
 
 def _forget(out_dir: Path, problem_id: Any) -> None:
@@ -203,7 +221,9 @@ def fit_many(
         ``DataFrame``, which iterates over its column labels, is refused (``TypeError``;
         ``dict(df.iterrows())`` gives one problem per row). Problems and ``build`` must be
         picklable for process/cluster executors (module-level functions and
-        classes, not lambdas).
+        classes, not lambdas). An id holding a surrogate character, the undecodable byte of
+        a file name (``Path.stem`` of a name not valid in the file system's encoding), is
+        refused (``ValueError``).
     build
         ``build(problem) -> model`` (or ``build(problem, seed=s)``) where the model has
         ``fit(**fit_kwargs) -> FitResult`` and ``posterior(**posterior_kwargs) -> Posterior``.

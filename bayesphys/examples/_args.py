@@ -35,9 +35,12 @@ class ExampleFailed(RuntimeError):
 def run_script(main: Callable[[], dict]) -> dict:
     """Run an example's ``main()`` as a script: an :class:`ExampleFailed`, or an optional
     package not installed, ends the process with its message on stderr and exit status 1 (no
-    traceback)."""
+    traceback). Standard output prints on a console whose encoding lacks a character of the
+    results (:func:`~bayesphys._console.tolerant_stdout`)."""
     from .._checks import MissingPackage
+    from .._console import tolerant_stdout
 
+    tolerant_stdout()
     try:
         return main()
     except (ExampleFailed, MissingPackage) as err:  # an optional package: named, no traceback

@@ -382,4 +382,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    from .._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        main()

@@ -114,4 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    _args.run_script(main)  # nilearn missing for --atlas: named, without a traceback
+    from .._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        _args.run_script(main)  # nilearn missing for --atlas: named, without a traceback

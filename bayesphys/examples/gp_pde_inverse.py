@@ -214,4 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # `bayesphys run` prints the returned summary itself
-    print(main())
+    from .._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        print(main())

@@ -292,4 +292,7 @@ def _run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":  # `bayesphys run` prints the result itself
-    print({k: v for k, v in _args.run_script(main).items() if k != "summary"})
+    from .._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        print({k: v for k, v in _args.run_script(main).items() if k != "summary"})

@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # `bayesphys run` prints the result itself
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    res = main()
-    print(json.dumps({k: v for k, v in res.items() if k != "w2_summary"}, indent=1, default=float))
+    from .._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        res = main()
+        print(
+            json.dumps({k: v for k, v in res.items() if k != "w2_summary"}, indent=1, default=float)
+        )

@@ -264,5 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover  (`bayesphys run` prints the result itself)
-    for k, v in main().items():
-        print(f"{k}: {v}")
+    from .._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        for k, v in main().items():
+            print(f"{k}: {v}")

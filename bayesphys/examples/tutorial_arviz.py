@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover  (`bayesphys run` prints the result itself)
-    res = main()
-    print({k: v for k, v in res.items() if k != "out"})
-    print(f"wrote the tutorial's files to {res['out']}")
+    from .._console import console_script
+
+    with console_script():  # prints on any console; quiet when a reader leaves early
+        res = main()
+        print({k: v for k, v in res.items() if k != "out"})
+        print(f"wrote the tutorial's files to {res['out']}")
