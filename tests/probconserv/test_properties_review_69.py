@@ -146,3 +146,43 @@ def test_trapezoid_weights_integrate_linear_functions_exactly(n, batch, a, c, x0
     torch.testing.assert_close(r.sum(-1), span, rtol=0, atol=tol)
     torch.testing.assert_close((r * a).sum(-1), a * span, rtol=0, atol=tol)
     assert bool((w > 0).all()) and bool((r[..., 0] == 0).all())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    vscale=st.sampled_from([1e-6, 1.0, 1e6]),
+    bscale=st.sampled_from([0.0, 1e-6, 1.0, 1e6]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 10_000),
+)
+def test_nonnegative_projection_meets_its_optimality_conditions(n, vscale, bscale, dtype, seed):
+    """The projection of v onto {u >= 0, g.u = b} is u = max(v - lam g, 0) for one lam (the
+    KKT conditions): on the support (v - u) / g is one value lam, off it v / g <= lam; u >= 0
+    and g.u = b to the dtype's round-off, in float32 and float64, one grid point included,
+    for draws and masses of very different scales."""
+    from bayesphys.probconserv import project_nonnegative
+
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(20, n, generator=g, dtype=F64) * vscale
+    w = 0.1 + torch.rand(n, generator=g, dtype=F64)
+    b = torch.rand(20, generator=g, dtype=F64) * bscale
+    u = project_nonnegative(v.to(dtype), w.to(dtype), b.to(dtype))
+    assert u.dtype == dtype and u.shape == v.shape
+    eps = torch.finfo(dtype).eps
+    vd, wd, bd = v.to(dtype).double(), w.to(dtype).double(), b.to(dtype).double()
+    u = u.double()
+    assert bool((u >= 0).all())
+    torch.testing.assert_close(u @ wd, bd, rtol=50 * n * eps, atol=0)
+    scale = (vd.abs() / wd).amax(-1) + bd / (wd @ wd)  # the size of lam
+    for i in range(20):
+        on = u[i] > 0
+        if not bool(on.any()):
+            assert float(bd[i]) == 0.0
+            continue
+        lam = (vd[i] - u[i]) / wd
+        spread = float(lam[on].max() - lam[on].min())
+        assert spread <= 1e3 * eps * float(scale[i])
+        if bool((~on).any()):
+            above = float(((vd[i] / wd)[~on] - lam[on].mean()).max())
+            assert above <= 1e3 * eps * float(scale[i])
