@@ -274,3 +274,42 @@ def test_strang_tangent_is_the_derivative_of_the_flow_at_any_growth_exponent(p, 
     room = float(torch.minimum(torch.sigmoid(half), torch.sigmoid(-half)).min())
     rtol = min(1e-3, max(1e-9, 20 * torch.finfo(F64).eps / max(room, 1e-300)))
     torch.testing.assert_close(dc, want, rtol=rtol, atol=1e-290)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 20),
+    m=st.integers(1, 5),
+    noise=st.sampled_from([1e-2, 0.1, 1.0]),
+    lengthscale=st.sampled_from([0.05, 0.2, 1.0]),
+    seed=st.integers(0, 10_000),
+)
+def test_conjugate_posterior_reads_its_data_as_a_set_and_pools_repeated_sensors(
+    n, m, noise, lengthscale, seed
+):
+    """The exact GP posterior is a function of the (sensor, value) pairs as a set: permuting
+    them changes nothing; and two readings y1, y2 of one sensor with noise s are one reading
+    (y1 + y2) / 2 with noise s / sqrt(2) (the same likelihood up to a constant)."""
+    from bayesphys.problems.linear_gaussian import posterior_for
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.linspace(0, 1, n, dtype=F64)
+    idx = torch.randint(0, n, (m,), generator=g)
+    y = torch.randn(m, generator=g, dtype=F64)
+    post = posterior_for(x, idx, y, noise, lengthscale)
+    perm = torch.randperm(m, generator=g)
+    again = posterior_for(x, idx[perm], y[perm], noise, lengthscale)
+    # the sensors' covariance K_oo + s^2 I has condition number at most 1 + m / s^2
+    tol = 100 * (1 + m / noise**2) * EPS
+    torch.testing.assert_close(again.mean, post.mean, rtol=0, atol=tol * (1 + float(y.abs().max())))
+    cov = post.covariance.to_dense()
+    torch.testing.assert_close(again.covariance.to_dense(), cov, rtol=0, atol=tol)
+    j = int(idx[0])
+    y2 = torch.randn(2, generator=g, dtype=F64)
+    twice = posterior_for(x, [j, j], y2, noise, lengthscale)
+    pooled = posterior_for(x, [j], y2.mean()[None], noise / math.sqrt(2), lengthscale)
+    tol2 = 100 * (1 + 2 / noise**2) * EPS
+    torch.testing.assert_close(twice.mean, pooled.mean, rtol=0, atol=tol2 * 3)
+    torch.testing.assert_close(
+        twice.covariance.to_dense(), pooled.covariance.to_dense(), rtol=0, atol=tol2
+    )
