@@ -313,3 +313,35 @@ def test_conjugate_posterior_reads_its_data_as_a_set_and_pools_repeated_sensors(
     torch.testing.assert_close(
         twice.covariance.to_dense(), pooled.covariance.to_dense(), rtol=0, atol=tol2
     )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    grid=grids,
+    dw=st.sampled_from([0.0, 0.05, 0.5]),
+    rho_field=st.booleans(),
+    spacing=st.sampled_from([0.5, 1.0, 3.0]),
+    steps=st.integers(1, 8),
+    seed=st.integers(0, 10_000),
+)
+def test_the_euler_trajectory_is_a_root_of_the_euler_residual(
+    grid, dw, rho_field, spacing, steps, seed
+):
+    """fk_residual(scheme="euler") is the forward solver's own step written as an equation:
+    the trajectory fk_forward(scheme="euler") saves at every step zeroes it to round-off,
+    for a growth rate per cell or one number, with or without diffusion."""
+    from bayesphys.problems.fisher_kolmogorov import fk_residual
+
+    g = torch.Generator().manual_seed(seed)
+    faces = _faces(grid, g)
+    c0 = torch.rand(grid, generator=g, dtype=F64)
+    rho = torch.rand(grid, generator=g, dtype=F64) if rho_field else 0.4
+    bound = max_step(faces, dw, rho, spacing, "euler")
+    dt = 0.5 * bound if math.isfinite(bound) else 0.3
+    _, traj = fk_forward(
+        c0, faces, dw, rho, t_end=dt * steps, steps=steps, spacing=spacing, save_every=1
+    )
+    r = fk_residual(traj, faces, dw, rho, dt=dt, spacing=spacing, scheme="euler")
+    assert r.shape == (steps, *grid)
+    # each level carries round-off of its size (<= 1 here) divided by dt
+    assert float(r.abs().max()) <= 20 * EPS / dt * (1 + dt * (1 + dw * 4 * len(grid) / spacing**2))
