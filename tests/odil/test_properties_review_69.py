@@ -60,3 +60,67 @@ def test_every_level_interpolates_constants_and_linear_functions_exactly(shape, 
         rtol=0,
         atol=1e-12 * levels,
     )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.lists(st.integers(2, 7), min_size=2, max_size=3).map(tuple),
+    frac=st.floats(0.0, 1.0),
+    positive=st.floats(0.0, 1.0),
+    seed=st.integers(0, 10_000),
+)
+def test_model_plans_are_the_top_scores_and_grow_by_nesting(shape, frac, positive, seed):
+    """The iso-volumetric plan holds exactly ``volume`` brain voxels. Ranked by distinct
+    scores (a volume within the positive support, or no support at all) its lowest score is
+    above every excluded brain voxel's and the plan of volume v lies inside that of v + 1;
+    a volume beyond the support holds the whole support (the distance fallback adds the
+    voxels nearest to it)."""
+    from bayesphys.odil.radiotherapy import model_plan
+
+    g = torch.Generator().manual_seed(seed)
+    brain = torch.rand(shape, generator=g) < 0.8
+    brain.view(-1)[0] = True
+    n_brain = int(brain.sum())
+    # distinct scores; a share of the voxels positive
+    score = torch.randperm(brain.numel(), generator=g).to(F64).reshape(shape) + 1.0
+    score = score - float(torch.quantile(score, 1.0 - positive))
+    volume = min(n_brain, int(frac * n_brain))
+    plan = model_plan(score, brain, volume)
+    bigger = model_plan(score, brain, min(volume + 1, n_brain))
+    assert int(plan.sum()) == volume and bool((plan <= brain).all())
+    n_pos = int(((score > 0) & brain).sum())
+    if volume + 1 <= n_pos or n_pos == 0:  # ranked by the distinct scores alone
+        assert bool((plan <= bigger).all())
+        if 0 < volume < n_brain:
+            assert float(score[plan].min()) > float(score[brain & ~plan].max())
+    else:  # beyond the support: its voxels first, then the nearest (distances may tie)
+        support = (score > 0) & brain
+        assert bool((support <= plan).all())
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.lists(st.integers(3, 9), min_size=2, max_size=3).map(tuple),
+    margins=st.lists(st.floats(0.0, 12.0), min_size=2, max_size=2),
+    spacing=st.sampled_from([0.5, 1.0, 2.0]),
+    seed=st.integers(0, 10_000),
+)
+def test_margin_plans_grow_with_the_margin_and_scale_with_the_voxels(shape, margins, spacing, seed):
+    """The margin plan contains the core inside the brain, grows with the margin (a smaller
+    margin's plan lies inside a larger one's), and a margin m at voxel size h is the margin
+    2m at voxel size 2h (the same distances in other units); per-axis sizes all equal to h are
+    the number h."""
+    from bayesphys.odil.radiotherapy import standard_margin_plan
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.zeros(shape, dtype=torch.long)
+    labels.view(-1)[torch.randint(0, labels.numel(), (3,), generator=g)] = 2
+    brain = torch.rand(shape, generator=g) < 0.9
+    small, large = sorted(margins)
+    p_small = standard_margin_plan(labels, brain, spacing, small)
+    p_large = standard_margin_plan(labels, brain, spacing, large)
+    assert bool(((labels == 2) & brain <= p_small).all())
+    assert bool((p_small <= p_large).all())
+    assert torch.equal(standard_margin_plan(labels, brain, 2 * spacing, 2 * small), p_small)
+    per_axis = (spacing,) * len(shape)
+    assert torch.equal(standard_margin_plan(labels, brain, per_axis, small), p_small)
