@@ -136,7 +136,13 @@ def _logistic_factors(c: Tensor, rho: Tensor | float, tau: float) -> tuple[Tenso
     underflows (``0 / 0``)."""
     p = torch.as_tensor(rho, dtype=c.dtype, device=c.device) * tau
     tiny = torch.finfo(c.dtype).tiny
-    return torch.exp(p.clamp_max(0)).clamp_min(tiny), torch.exp((-p).clamp_max(0)).clamp_min(tiny)
+    # the exponent's derivative on one side only at p = 0 (a clamp passes it to both at its
+    # bound: a and b together doubled the derivative in rho there)
+    grows = p > 0
+    zero = torch.zeros_like(p)
+    a = torch.exp(torch.where(grows, zero, p)).clamp_min(tiny)
+    b = torch.exp(torch.where(grows, -p, zero)).clamp_min(tiny)
+    return a, b
 
 
 def _logistic_flow(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
