@@ -175,3 +175,36 @@ def test_kron_solve_matches_the_dense_solve_on_the_smallest_grids(shape, tau, ga
     cov_k = kron_apply(ks.R, ks.precision_solve(kron_apply(ks.Rt, eye))).reshape(m, m)
     cov_d = ds.cov_u()
     torch.testing.assert_close(cov_k, cov_d, rtol=1e-6, atol=1e-9 * float(cov_d.abs().max()))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    kind=kinds,
+    n=st.integers(2, 14),
+    order=st.integers(0, 4),
+    jitter=st.sampled_from([1e-4, 1e-2]),
+    seed=st.integers(0, 10_000),
+)
+def test_whitened_eigenbasis_diagonalises_the_differentiation_matrix(kind, n, order, jitter, seed):
+    """For every derivative order (even: real symmetric B; odd: antisymmetric B, a complex
+    unitary eigenbasis) R = L Q and Rinv = Q^H L^-1 are inverse to each other and
+    R diag(lam) Rinv = D = Cop C^-1, the GP differentiation matrix; odd orders have imaginary
+    eigenvalues, even ones real."""
+    from bayesphys.gp_pde import LinearPDEOperator, build_factors
+
+    k = _kernel(kind, 2, seed, 2.0)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, generator=g, dtype=F64).sort().values * 2 + torch.arange(n) * 0.05
+    (fac,) = build_factors([k], [x], LinearPDEOperator((order,), (1.0,)), jitter=jitter, eigen=True)
+    cond = float(torch.linalg.cond(fac.C))
+    eye = torch.eye(n, dtype=fac.R.dtype)
+    torch.testing.assert_close(fac.Rinv @ fac.R, eye, rtol=0, atol=100 * n * cond * EPS)
+    recon = (fac.R * fac.lam) @ fac.Rinv
+    scale = float(fac.D.abs().max()) + float(fac.lam.abs().max())
+    torch.testing.assert_close(
+        recon, fac.D.to(recon.dtype), rtol=0, atol=100 * n * cond * EPS * scale
+    )
+    if order % 2:
+        assert float(fac.lam.real.abs().max()) <= 100 * n * EPS * float(fac.lam.abs().max())
+    else:
+        assert not fac.lam.is_complex()
