@@ -371,3 +371,27 @@ def test_logistic_flow_gradients_are_its_derivatives(p, c):
     atol = 10 * EPS / float(torch.minimum(c0, 1 - c0).min())
     torch.testing.assert_close(gc, slope / (c0 * (1 - c0)), rtol=1e-9, atol=atol)
     torch.testing.assert_close(grho, tau * slope.sum(), rtol=1e-9, atol=tau * len(c) * atol)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    m=st.integers(1, 24),
+    h=st.sampled_from([1e-3, 0.05, 1.0]),
+    scale=st.sampled_from([1e-6, 1.0, 1e6]),
+    seed=st.integers(0, 10_000),
+)
+def test_cavity_streamfunction_solve_inverts_the_five_point_laplacian(m, h, scale, seed):
+    """The cavity solver's sine-transform Poisson solve is exact: psi (zero on the boundary)
+    satisfies -(psi_{i+1,j} + psi_{i-1,j} + psi_{i,j+1} + psi_{i,j-1} - 4 psi_ij) / h^2 = f on
+    every interior node, to the round-off of the transform (one interior node included)."""
+    import numpy as np
+
+    from bayesphys.problems.cavity import _poisson_dirichlet
+
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(m, m)) * scale
+    psi = np.pad(_poisson_dirichlet(f, h), 1)
+    lap = psi[2:, 1:-1] + psi[:-2, 1:-1] + psi[1:-1, 2:] + psi[1:-1, :-2] - 4 * psi[1:-1, 1:-1]
+    # the transforms' round-off: a few eps of |f| per node along a line (measured 0.5 m eps)
+    tol = 10 * (m + 1) * EPS * np.abs(f).max()
+    np.testing.assert_allclose(-lap / h**2, f, rtol=0, atol=tol)
