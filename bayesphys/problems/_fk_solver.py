@@ -126,18 +126,41 @@ def _numpy_rate(
     return as_tensor(name, rate, dtype=like.dtype, device=like.device, real=True)
 
 
+def _logistic_factors(c: Tensor, rho: Tensor | float, tau: float) -> tuple[Tensor, Tensor]:
+    r"""``(a, b)`` = :math:`(e^{\min(p, 0)}, e^{\min(-p, 0)})`, :math:`p = \rho\tau`, each in
+    ``[tiny, 1]`` (one of them 1): the flow is :math:`c a / (c a + (1 - c) b)`, the form
+    :math:`c e^p / (1 + c(e^p - 1))` with numerator and denominator divided by
+    :math:`\max(e^p, 1)`. That form overflowed for :math:`p > 709` (``inf / inf``: NaN, at
+    every state) and for :math:`p < -37` lost the fixed point 1 (``1 + (e^p - 1)`` rounded to
+    0: ``inf``); the floor ``tiny`` keeps the fixed points 0 and 1 where :math:`e^{-|p|}`
+    underflows (``0 / 0``)."""
+    p = torch.as_tensor(rho, dtype=c.dtype, device=c.device) * tau
+    tiny = torch.finfo(c.dtype).tiny
+    # the exponent's derivative on one side only at p = 0 (a clamp passes it to both at its
+    # bound: a and b together doubled the derivative in rho there)
+    grows = p > 0
+    zero = torch.zeros_like(p)
+    a = torch.exp(torch.where(grows, zero, p)).clamp_min(tiny)
+    b = torch.exp(torch.where(grows, -p, zero)).clamp_min(tiny)
+    return a, b
+
+
 def _logistic_flow(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     """:func:`logistic_step` without its checks, for a time loop whose state and rates were
     checked once (the same operations, so the same values)."""
     if not c.is_floating_point():
         c = c.to(torch.get_default_dtype())
-    e = torch.exp(torch.as_tensor(rho, dtype=c.dtype, device=c.device) * tau)
-    return c * e / (1 + c * (e - 1))
+    a, b = _logistic_factors(c, rho, tau)
+    ca = c * a
+    return ca / (ca + (1 - c) * b)
 
 
 def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     r"""Exact flow of :math:`\dot c = \rho c(1-c)` over :math:`\tau`:
-    :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise; differentiable).
+    :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise; differentiable),
+    evaluated as :math:`c a / (c a + (1 - c) b)` with :math:`a = e^{\min(\rho\tau, 0)}`,
+    :math:`b = e^{\min(-\rho\tau, 0)}` (the same value; no overflow at large
+    :math:`|\rho\tau|`, and the fixed points 0 and 1 kept at any :math:`\rho\tau`).
 
     ``c [*]`` (any shape) -> ``[*]``, ``c``'s shape; ``rho``: a number or a tensor that
     broadcasts to ``c``'s shape (``[]``, or ``[*]`` for a rate per entry; another shape
@@ -372,12 +395,14 @@ def fk_residual(
 def _logistic_tangent(
     c: Tensor, dc: Tensor, rho: Tensor, drho: Tensor, tau: float
 ) -> tuple[Tensor, Tensor]:
-    # R = c e / q, q = 1 + c (e - 1), e = exp(rho tau):
-    # dR/dc = e / q^2, dR/drho = tau c e (1 - c) / q^2
-    e = torch.exp(rho * tau)
-    q = 1 + c * (e - 1)
-    eq2 = e / (q * q)
-    return c * e / q, eq2 * dc + drho * (tau * c * (1 - c)) * eq2
+    # R = c a / q, q = c a + (1 - c) b, (a, b) of _logistic_factors (a b = exp(-|rho tau|)):
+    # dR/dc = a b / q^2, dR/drho = tau c (1 - c) a b / q^2 (e / (1 + c (e - 1))^2 with
+    # e = exp(rho tau), in the form that neither overflows nor loses the fixed points)
+    a, b = _logistic_factors(c, rho, tau)
+    ca = c * a
+    q = ca + (1 - c) * b
+    g = a * b / (q * q)
+    return ca / q, g * dc + drho * (tau * c * (1 - c)) * g
 
 
 def fk_forward_tangent(
@@ -404,7 +429,9 @@ def fk_forward_tangent(
     + \rho(1-2c)\delta c + \delta\rho\,c(1-c)]`; for
     ``scheme="strang"`` the logistic half-steps carry
     :math:`\delta R = (e/q^2)\,\delta c + \tau c(1-c)(e/q^2)\,\delta\rho` with
-    :math:`e = e^{\rho\tau}, q = 1 + c(e-1)`. Here :math:`\nabla\cdot(\tilde D\nabla c)` is
+    :math:`e = e^{\rho\tau}, q = 1 + c(e-1)` (evaluated in :func:`logistic_step`'s form, with
+    neither overflow nor a lost fixed point at large :math:`|\rho\tau|`). Here
+    :math:`\nabla\cdot(\tilde D\nabla c)` is
     the operator with the unit faces (``faces`` themselves), i.e. the derivative of
     :math:`\nabla\cdot(D_w\tilde D\nabla c)` in :math:`D_w`; it is computed as the
     :math:`D_w`-scaled operator divided by :math:`D_w` for :math:`D_w \ne 0` and directly from
