@@ -495,10 +495,14 @@ def group_dataset(idata: arviz.InferenceData | xr.DataTree, group: str) -> xr.Da
 def hdi_bounds(
     idata: arviz.InferenceData | xr.DataTree, var_name: str, prob: float = 0.94
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``, each
-    ``[*shape]`` (the variable's dims after ``chain, draw``): the narrowest interval holding
-    a fraction ``prob`` in ``(0, 1]`` of its draws (``prob = 1``: their minimum and maximum).
-    An element whose draws hold a NaN gets NaN bounds, whatever ``prob``."""
+    r"""Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``, each
+    ``[*shape]`` (the variable's dims after ``chain, draw``), for ``prob`` in ``(0, 1]``:
+    ArviZ's sample HDI, the narrowest interval between two of the ``n`` sorted draws that lie
+    :math:`\lfloor \text{prob}\, n \rfloor` places apart, so it holds
+    :math:`\lfloor \text{prob}\, n \rfloor + 1` draws, at least a fraction ``prob`` (one
+    more than needed when :math:`\text{prob}\, n` is whole: 10 draws ``0..9`` at
+    ``prob = 0.5`` give ``(0, 5)``); ``prob = 1``: their minimum and maximum. An element whose
+    draws hold a NaN gets NaN bounds, whatever ``prob``."""
     from ._arviz_version import import_arviz
 
     az = import_arviz()
