@@ -235,6 +235,7 @@ class GaussianPosterior(_PosteriorBase):
         self.covariance = covariance
         self._root = None
         self._root_graph = False  # whether the cached root carries the covariance's graph
+        self._root_inference = False  # whether it was factorised inside inference_mode
         self._custom_root = root
         self._custom_root_dim = root_dim
         if root is not None and root_dim is None:
@@ -316,10 +317,16 @@ class GaussianPosterior(_PosteriorBase):
         # before the covariance required grad) is rebuilt once gradients are wanted: reused,
         # it made every later ``rsample`` / ``log_prob`` silently constant in the covariance
         wants_graph = torch.is_grad_enabled() and self.covariance.requires_grad
-        if self._root is None or (wants_graph and not getattr(self, "_root_graph", False)):
+        # one factorised inside ``torch.inference_mode()`` (a posterior built in an evaluation
+        # block) holds inference tensors: reused where autograd records (a log_prob or rsample
+        # differentiated in the value or the mean), it failed with torch's "Inference tensors
+        # cannot be saved for backward", far from the cause; it is factorised again there
+        stale = getattr(self, "_root_inference", False) and torch.is_grad_enabled()
+        if self._root is None or stale or (wants_graph and not getattr(self, "_root_graph", False)):
             old = self._root
             self._root = structured_root(self.covariance, "covariance")
             self._root_graph = wants_graph
+            self._root_inference = torch.is_inference_mode_enabled()
             if old is not None:
                 self._root.jitter_warned = old.jitter_warned
         return self._root
@@ -520,7 +527,7 @@ class GaussianPosterior(_PosteriorBase):
 
     def __getstate__(self) -> dict[str, Any]:
         # the cached root holds closures, which do not pickle; it is rebuilt on first use
-        return {**self.__dict__, "_root": None, "_root_graph": False}
+        return {**self.__dict__, "_root": None, "_root_graph": False, "_root_inference": False}
 
     def __repr__(self) -> str:
         # what is known of a half-built posterior (an __init__ that raised part-way): a repr
