@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.autograd import gradcheck
 
+from bayesphys.problems import get_gp_pde_problem
 from bayesphys.problems.gpme import PorousMedium, Stefan, stefan_constants, stefan_front
 
 F64 = torch.float64
@@ -63,3 +65,17 @@ def test_porous_medium_solution_values_and_nan_kept():
     nan = float("nan")
     out = p.solution(torch.tensor([nan, 0.5], dtype=F64), torch.tensor([0.1, nan], dtype=F64), 2.0)
     assert bool(torch.isnan(out).all())
+
+
+def test_pde_problem_source_warns_for_axes_that_require_grad():
+    """The source is formed by autograd of the exact solution and detached: axes that require
+    grad got a detached source without a word (the solution is differentiable)."""
+    p = get_gp_pde_problem("poisson1d-low")
+    axis = torch.linspace(0, 1, 5, dtype=F64)
+    with pytest.warns(UserWarning, match=r"^PDEProblem\.source: axes requires grad, but"):
+        f = p.source([axis.clone().requires_grad_()])
+    assert not f.requires_grad
+    torch.testing.assert_close(f, p.source([axis]))
+    ax = axis.clone().requires_grad_()
+    (g,) = torch.autograd.grad(p.solution([ax]).sum(), ax)
+    assert bool(torch.isfinite(g).all())
