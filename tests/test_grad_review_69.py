@@ -131,3 +131,34 @@ def test_metrics_gradcheck(name):
     g = torch.Generator().manual_seed(2)
     args = [torch.randn(s, dtype=F64, generator=g, requires_grad=True) for s in shapes]
     assert gradcheck(fn, tuple(args))
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_wasserstein_is_differentiable_in_the_clouds(p):
+    """W came back detached from the clouds (a loss on it gave them no gradient); now the
+    envelope-theorem gradient at the optimal plan, the value unchanged."""
+    pytest.importorskip("ot")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 2, dtype=F64, generator=g, requires_grad=True)
+    y = torch.randn(3, 2, dtype=F64, generator=g, requires_grad=True)
+    out = M.wasserstein(x, y, p=p)
+    assert out.requires_grad
+    assert torch.equal(out.detach(), M.wasserstein(x.detach(), y.detach(), p=p))
+    assert gradcheck(lambda a, b: M.wasserstein(a, b, p=p), (x, y))
+
+
+def test_wasserstein_of_equal_clouds_has_a_zero_gradient():
+    pytest.importorskip("ot")
+    y = torch.randn(4, 2, dtype=F64, generator=torch.Generator().manual_seed(4))
+    for p in (1, 2):
+        x = y.clone().requires_grad_()
+        (gx,) = torch.autograd.grad(M.wasserstein(x, y, p=p), x)
+        assert torch.equal(gx, torch.zeros_like(gx))
+
+
+def test_wasserstein_weights_that_require_grad_are_warned_about():
+    pytest.importorskip("ot")
+    x = torch.randn(4, 2, dtype=F64, generator=torch.Generator().manual_seed(5))
+    w = torch.ones(4, dtype=F64, requires_grad=True)
+    with pytest.warns(UserWarning, match=r"^wasserstein: weights_x requires grad, but"):
+        M.wasserstein(x, x + 1, weights_x=w)
