@@ -18,7 +18,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from ._checks import check_bool, check_int
-from ._device import check_finite, model_device, same_device
+from ._device import check_finite, check_finite_input, model_device, same_device
 from ._linalg import diagonal, structured_parts, structured_root
 from ._posterior_args import (
     _check_generator,
@@ -420,7 +420,7 @@ class GaussianPosterior(_PosteriorBase):
                 f"base_samples: expected a tensor on {self.device} (the posterior's device), "
                 f"received one on {base.device}"
             )
-        check_finite("base_samples", base)
+        check_finite_input("base_samples", base)  # not read under a torch.func transform
 
     def sample(
         self,
@@ -454,8 +454,10 @@ class GaussianPosterior(_PosteriorBase):
         r"""Gaussian log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]``, in the
         posterior's dtype (a floating ``value`` of another dtype is cast to it):
         :math:`-\tfrac12[(x-\mu)^\top\Sigma^{-1}(x-\mu) + \log|\Sigma| + N\log 2\pi]`,
-        differentiable in ``value``, the mean and the covariance. ``NotImplementedError`` for a
-        posterior given a custom ``root`` (its covariance need not be that of its draws)."""
+        differentiable in ``value``, the mean and the covariance, and usable under
+        :func:`torch.func.vmap` / ``grad`` over ``value`` (whose finite check is then skipped).
+        ``NotImplementedError`` for a posterior given a custom ``root`` (its covariance need not
+        be that of its draws)."""
         if self._custom_root is not None:
             # the covariance operator of such a posterior need not be that of its draws (the
             # GP PDE solver's grid posterior holds only the marginal variances beside its
@@ -490,7 +492,9 @@ class GaussianPosterior(_PosteriorBase):
             )
         if not value.is_floating_point():
             raise TypeError(f"value: expected floating values, received {value.dtype}")
-        check_finite("value", value)
+        # not read under a torch.func transform (vmap's wrapped values cannot be tested: its
+        # "data-dependent control flow" error stopped vmap(post.log_prob) here)
+        check_finite_input("value", value)
         value = value.to(self.dtype)  # the density in the posterior's dtype
         root = self._get_root()
         diff = value - self._mean  # [*, *batch, *event]: the batch dims broadcast

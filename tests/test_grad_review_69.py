@@ -162,3 +162,25 @@ def test_wasserstein_weights_that_require_grad_are_warned_about():
     w = torch.ones(4, dtype=F64, requires_grad=True)
     with pytest.warns(UserWarning, match=r"^wasserstein: weights_x requires grad, but"):
         M.wasserstein(x, x + 1, weights_x=w)
+
+
+@pytest.mark.parametrize("kind", ["dense", "diag", "kron"])
+def test_log_prob_and_rsample_under_vmap(kind):
+    """vmap(post.log_prob) failed at the finite-value check of the value with torch's
+    "data-dependent control flow" error; per-value scores (vmap of grad) need it."""
+    from torch.func import grad, vmap
+
+    cov = 2 * torch.eye(3, dtype=F64) + 0.1
+    if kind == "diag":
+        cov = DiagLinearOperator(torch.full((3,), 2.0, dtype=F64))
+    elif kind == "kron":
+        cov = _kron(torch.zeros(1, 1, dtype=F64), torch.eye(3, dtype=F64))
+    post = GaussianPosterior(torch.zeros(3, dtype=F64), cov)
+    values = torch.randn(4, 3, dtype=F64, generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(vmap(post.log_prob)(values), post.log_prob(values))
+    score = vmap(grad(post.log_prob))(values)
+    torch.testing.assert_close(score, -torch.linalg.solve(post.covariance.to_dense(), values.T).T)
+    draws = vmap(lambda z: post.rsample(base_samples=z))(values)
+    torch.testing.assert_close(draws, post.rsample(base_samples=values))
+    with pytest.raises(ValueError, match=r"^value: expected finite values"):
+        post.log_prob(torch.full((3,), float("nan"), dtype=F64))  # still refused outside
