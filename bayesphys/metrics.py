@@ -291,12 +291,16 @@ def crps_gaussian(
     if bool((std <= 0).any()):
         raise ValueError("std: expected strictly positive standard deviations")
     z = (y - mean) / std
+    # z overflows for a std tiny against the error (float32 std 1e-39, error 1): the form
+    # below gave inf; there the score is |y - mean| - std / sqrt(pi) to the dtype's precision
+    far = ~torch.isfinite(z)
+    any_far = bool(far.any())
+    if any_far:  # the closed form at a finite stand-in there (replaced below): its inf * 0
+        # gave NaN gradients in mean and std, though the score was finite
+        z = (y - mean) / torch.where(far, torch.ones_like(std), std)
     n = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
     crps = std * (z * (2 * n.cdf(z) - 1) + 2 * n.log_prob(z).exp() - 1 / math.sqrt(math.pi))
-    # z overflows for a std tiny against the error (float32 std 1e-39, error 1): the form
-    # above gave inf; there the score is |y - mean| - std / sqrt(pi) to the dtype's precision
-    far = ~torch.isfinite(z)
-    if bool(far.any()):
+    if any_far:
         crps = torch.where(far, (y - mean).abs() - std / math.sqrt(math.pi), crps)
     return crps.mean() if dim is None else crps.mean(dim)
 

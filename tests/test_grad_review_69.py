@@ -4,6 +4,8 @@ the metrics a user trains on; gradchecks in float64 on tiny inputs."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from linear_operator.operators import (
@@ -184,3 +186,17 @@ def test_log_prob_and_rsample_under_vmap(kind):
     torch.testing.assert_close(draws, post.rsample(base_samples=values))
     with pytest.raises(ValueError, match=r"^value: expected finite values"):
         post.log_prob(torch.full((3,), float("nan"), dtype=F64))  # still refused outside
+
+
+def test_crps_gaussian_gradient_where_std_is_tiny_against_the_error():
+    """The score there is |y - mean| - std / sqrt(pi) (the closed form overflows), but its
+    gradient was NaN in mean and std: the overflowing branch's inf * 0 leaked through."""
+    mean = torch.tensor([0.0, 0.0], requires_grad=True)
+    std = torch.tensor([1e-39, 1.0], requires_grad=True)
+    y = torch.tensor([1.0, 1.0])
+    out = M.crps_gaussian(mean, std, y)
+    gm, gs = torch.autograd.grad(out, (mean, std))
+    assert bool(torch.isfinite(gm).all()) and bool(torch.isfinite(gs).all())
+    assert float(gm[0]) == -0.5 and float(gs[0]) == pytest.approx(-0.5 / math.sqrt(math.pi))
+    ref = M.crps_gaussian(mean[1:].detach(), std[1:].detach(), y[1:])
+    assert float(out.detach()) == pytest.approx((1.0 - 1e-39 / math.sqrt(math.pi) + float(ref)) / 2)
