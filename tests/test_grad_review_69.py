@@ -5,6 +5,7 @@ the metrics a user trains on; gradchecks in float64 on tiny inputs."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -200,3 +201,32 @@ def test_crps_gaussian_gradient_where_std_is_tiny_against_the_error():
     assert float(gm[0]) == -0.5 and float(gs[0]) == pytest.approx(-0.5 / math.sqrt(math.pi))
     ref = M.crps_gaussian(mean[1:].detach(), std[1:].detach(), y[1:])
     assert float(out.detach()) == pytest.approx((1.0 - 1e-39 / math.sqrt(math.pi) + float(ref)) / 2)
+
+
+def test_kron_plus_diag_factor_with_repeated_eigenvalues_warns_of_nan_gradients():
+    """A factor s * I (independent outputs with a learned scale) has repeated eigenvalues:
+    the eigendecomposition's backward gave NaN gradients in s without a word."""
+    b = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=F64)
+    s = torch.tensor(2.0, dtype=F64, requires_grad=True)
+    x = torch.tensor([0.1, 0.2, -0.3, 0.4], dtype=F64)
+
+    def cov(scale):
+        k = KroneckerProductLinearOperator(
+            DenseLinearOperator(scale * torch.eye(2, dtype=F64)), DenseLinearOperator(b)
+        )
+        return KroneckerProductAddedDiagLinearOperator(
+            k, ConstantDiagLinearOperator(torch.tensor([0.3], dtype=F64), diag_shape=4)
+        )
+
+    with pytest.warns(UserWarning, match=r"^covariance: Kronecker factor 0 requires grad and has"):
+        GaussianPosterior(torch.zeros(4, dtype=F64), cov(s)).log_prob(x)
+    # the remedy it names: the dense covariance gives the exact gradient
+    dense = GaussianPosterior(torch.zeros(4, dtype=F64), cov(s).to_dense()).log_prob(x)
+    (g,) = torch.autograd.grad(dense, s)
+    assert bool(torch.isfinite(g))
+    # no warning without a graph
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GaussianPosterior(torch.zeros(4, dtype=F64), cov(s.detach())).log_prob(x)
+        with torch.no_grad():
+            GaussianPosterior(torch.zeros(4, dtype=F64), cov(s)).log_prob(x)
