@@ -293,6 +293,8 @@ class ProbConserv:
         """
         warn_detached("ProbConserv.step1", t=t, x=x)
         self._check_built("step1")
+        t = t.detach() if isinstance(t, Tensor) else t
+        x = x.detach() if isinstance(x, Tensor) else x
         return self._step1(context, t, x, seed=seed, stage="prior", use_mass=False, caller="step1")
 
     def _step1(

@@ -67,8 +67,11 @@ def test_posterior_warns_for_a_grid_that_requires_grad_and_reads_it_detached(mod
         post = model.posterior(test, t=t, x=x.clone().requires_grad_())
     assert not post.mean.requires_grad  # was attached through the quadrature weights only
     torch.testing.assert_close(post.mean, plain.mean)
-    with pytest.warns(UserWarning, match=r"^ProbConserv\.step1: x requires grad, but"):
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
         model.step1(test, t=t, x=x.clone().requires_grad_())
+    said = [str(w.message) for w in rec if "requires grad" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("ProbConserv.step1: x requires grad, but")
 
 
 def test_posterior_is_differentiable_in_the_mass(model):
@@ -80,3 +83,24 @@ def test_posterior_is_differentiable_in_the_mass(model):
         post = model.posterior(test, t=t, mass=mass)
     (g,) = torch.autograd.grad(post.mean.sum(), mass)
     assert bool(torch.isfinite(g).all()) and bool((g != 0).all())
+
+
+def test_step1_networks_predict_warn_for_inputs_that_require_grad():
+    from bayesphys.probconserv import AttentiveNP, MetaGP
+
+    g = torch.Generator().manual_seed(0)
+    xc = torch.rand(2, 6, 2, generator=g, dtype=F64)
+    yc = torch.rand(2, 6, generator=g, dtype=F64)
+    xt = torch.rand(2, 5, 2, generator=g, dtype=F64)
+    torch.manual_seed(0)
+    for net in (
+        AttentiveNP((0.0, 0.0), (1.0, 1.0), hidden=8).double(),
+        MetaGP((0.0, 0.0), (1.0, 1.0), width=4),
+    ):
+        name = type(net).__name__
+        with pytest.warns(UserWarning, match=rf"^{name}\.predict: xt requires grad, but"):
+            out = net.predict(xc, yc, xt.clone().requires_grad_())
+        assert not out[0].requires_grad
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            net.predict(xc, yc, xt)
