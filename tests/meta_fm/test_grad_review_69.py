@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bayesphys.meta_fm import MetaFlowMatching
+from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 from bayesphys.problems.populations import PopulationPairs
 from tests.tiny_models import TINY_MFM
 
@@ -28,11 +28,13 @@ def model():
     )
     m = MetaFlowMatching(pairs, seed=0, **TINY_MFM)
     m.fit(steps=1, progress=False)
-    return m, src[0]
+    ens = MFMEnsemble(pairs, members=2, seed=0, **TINY_MFM)
+    ens.fit(steps=1, progress=False)
+    return m, src[0], ens
 
 
 def test_predict_warns_for_sources_that_require_grad(model):
-    m, src = model
+    m, src, _ = model
     with pytest.warns(UserWarning, match=r"^MetaFlowMatching\.predict: sources requires grad"):
         (out,) = m.predict([src.clone().requires_grad_()])
     assert not out.requires_grad
@@ -43,7 +45,7 @@ def test_predict_warns_for_sources_that_require_grad(model):
 
 
 def test_posterior_warns_once(model):
-    m, src = model
+    m, src, _ = model
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         post = m.posterior([src.clone().requires_grad_()], num_draws=2)
@@ -52,3 +54,13 @@ def test_posterior_warns_once(model):
     assert str(grad_warnings[0].message).startswith("MetaFlowMatching.posterior: x requires grad")
     assert grad_warnings[0].filename == __file__
     assert not post.draws.requires_grad
+
+
+@pytest.mark.parametrize("method, arg", [("posterior", "x"), ("predict_members", "sources")])
+def test_ensemble_warns_once_not_per_member(model, method, arg):
+    _, src, ens = model
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        getattr(ens, method)([src.clone().requires_grad_()])
+    said = [str(w.message) for w in rec if "requires grad" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith(f"MFMEnsemble.{method}: {arg} requires grad")
