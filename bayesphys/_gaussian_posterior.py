@@ -92,6 +92,8 @@ class GaussianPosterior(_PosteriorBase):
         check shapes, finiteness, symmetry and (for dense covariances up to 4096 points)
         positive semi-definiteness now; a larger dense one is checked for finite values,
         symmetry and non-negative variances, and other non-PSD input fails at the first draw.
+        The checks read values: a posterior built inside :func:`torch.func.vmap` needs
+        ``validate=False`` (torch's "data-dependent control flow" error otherwise).
     root
         optional custom sampler: a callable mapping base noise ``[*, M]`` to correlated
         draws ``[*, *batch, N]`` with covariance :math:`\Sigma` (e.g. pathwise/Matheron

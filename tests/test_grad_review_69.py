@@ -230,3 +230,18 @@ def test_kron_plus_diag_factor_with_repeated_eigenvalues_warns_of_nan_gradients(
         GaussianPosterior(torch.zeros(4, dtype=F64), cov(s.detach())).log_prob(x)
         with torch.no_grad():
             GaussianPosterior(torch.zeros(4, dtype=F64), cov(s)).log_prob(x)
+
+
+def test_a_posterior_built_under_vmap_needs_validate_false():
+    """As the validate docstring says: the checks read values, which vmap cannot."""
+    from torch.func import vmap
+
+    cov = 2 * torch.eye(3, dtype=F64)
+    means = torch.randn(4, 3, dtype=F64, generator=torch.Generator().manual_seed(7))
+    x = torch.zeros(3, dtype=F64)
+    got = vmap(lambda m: GaussianPosterior(m, cov, validate=False).log_prob(x))(means)
+    torch.testing.assert_close(
+        got, GaussianPosterior(means, cov.expand(4, 3, 3), event_shape=(3,)).log_prob(x)
+    )
+    with pytest.raises(RuntimeError, match="data-dependent control flow"):
+        vmap(lambda m: GaussianPosterior(m, cov).mean)(means)
