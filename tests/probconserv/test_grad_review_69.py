@@ -104,3 +104,35 @@ def test_step1_networks_predict_warn_for_inputs_that_require_grad():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             net.predict(xc, yc, xt)
+
+
+def test_project_nonnegative_gradcheck():
+    """The multiplier came from a bisection whose brackets carried a wrong gradient (an affine
+    mix of their ends): the projection's Jacobian in the draws and in b was silently wrong."""
+    from bayesphys.probconserv import project_nonnegative
+
+    v = torch.tensor([[0.5, -0.2, 0.8, 0.1], [0.3, 0.3, -0.1, 0.9]], dtype=F64)
+    g = torch.tensor([0.5, 1.0, 1.0, 0.5], dtype=F64)
+    b = torch.tensor([0.6, 0.4], dtype=F64)
+    args = tuple(t.clone().requires_grad_() for t in (v, g, b))
+    assert gradcheck(project_nonnegative, args, atol=1e-6)
+    assert torch.equal(project_nonnegative(*args).detach(), project_nonnegative(v, g, b))
+    # on its support the Jacobian is the projection I - g_S g_S^T / |g_S|^2
+    x = v[:1].clone().requires_grad_()
+    (jac,) = torch.autograd.functional.jacobian(lambda a: project_nonnegative(a, g, b[:1]), (x,))
+    s = torch.tensor([0, 2])
+    gs = g[s]
+    want = torch.eye(2, dtype=F64) - torch.outer(gs, gs) / gs.square().sum()
+    torch.testing.assert_close(jac[0][s][:, 0, s], want)
+
+
+def test_project_monotone_is_read_detached_with_a_warning():
+    """A backward through it failed with torch's "modified by an inplace operation"."""
+    from bayesphys.probconserv import project_monotone
+
+    v = torch.tensor([[0.5, 0.7, 0.2, 0.1]], dtype=F64)
+    g = torch.tensor([0.5, 1.0, 1.0, 0.5], dtype=F64)
+    with pytest.warns(UserWarning, match=r"^project_monotone: draws requires grad, but"):
+        out = project_monotone(v.clone().requires_grad_(), g, 0.9)
+    assert not out.requires_grad
+    torch.testing.assert_close(out, project_monotone(v, g, 0.9))
