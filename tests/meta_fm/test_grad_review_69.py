@@ -64,3 +64,15 @@ def test_ensemble_warns_once_not_per_member(model, method, arg):
         getattr(ens, method)([src.clone().requires_grad_()])
     said = [str(w.message) for w in rec if "requires grad" in str(w.message)]
     assert len(said) == 1 and said[0].startswith(f"MFMEnsemble.{method}: {arg} requires grad")
+
+
+def test_gaussian_w2_warns_for_inputs_that_require_grad():
+    """It is computed on detached float64 CPU copies: a loss on it gave no gradient, unsaid."""
+    from bayesphys.meta_fm.evaluation import gaussian_w2
+
+    m = torch.zeros(2, dtype=torch.float64)
+    s = torch.eye(2, dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"^gaussian_w2: m1 requires grad, but"):
+        out = gaussian_w2(m.clone().requires_grad_(), s, m + 1, s)
+    assert not out.requires_grad
+    torch.testing.assert_close(out, gaussian_w2(m, s, m + 1, s))
