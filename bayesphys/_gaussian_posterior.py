@@ -108,6 +108,11 @@ class GaussianPosterior(_PosteriorBase):
     Notes
     -----
     Sampling uses :math:`u = \mu + L z`, :math:`L L^\top = \Sigma`, :math:`z \sim \mathcal N(0, I)`.
+    A covariance that requires grad is factorised once, with its graph: after a ``backward``
+    through ``log_prob`` or ``rsample``, a second one through the same posterior fails with
+    torch's "Trying to backward through the graph a second time" (as for
+    :class:`torch.distributions.MultivariateNormal`): build the posterior again in each
+    optimisation step, or pass ``retain_graph=True``.
     """
 
     def __init__(

@@ -245,3 +245,17 @@ def test_a_posterior_built_under_vmap_needs_validate_false():
     )
     with pytest.raises(RuntimeError, match="data-dependent control flow"):
         vmap(lambda m: GaussianPosterior(m, cov).mean)(means)
+
+
+def test_a_second_backward_through_one_posterior_needs_a_new_posterior():
+    """As the class notes say: the factor is cached with its graph."""
+    a = torch.eye(2, dtype=F64, requires_grad=True)
+    x = torch.ones(2, dtype=F64)
+    post = GaussianPosterior(torch.zeros(2, dtype=F64), _spd(a))
+    post.log_prob(x).backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        post.log_prob(x).backward()
+    first = a.grad.clone()
+    a.grad = None
+    GaussianPosterior(torch.zeros(2, dtype=F64), _spd(a)).log_prob(x).backward()
+    torch.testing.assert_close(a.grad, first)
