@@ -18,7 +18,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from ._checks import check_bool, check_int
-from ._device import check_finite, model_device, same_device
+from ._device import check_finite, check_finite_input, model_device, same_device
 from ._linalg import diagonal, structured_parts, structured_root
 from ._posterior_args import (
     _check_generator,
@@ -92,6 +92,8 @@ class GaussianPosterior(_PosteriorBase):
         check shapes, finiteness, symmetry and (for dense covariances up to 4096 points)
         positive semi-definiteness now; a larger dense one is checked for finite values,
         symmetry and non-negative variances, and other non-PSD input fails at the first draw.
+        The checks read values: a posterior built inside :func:`torch.func.vmap` needs
+        ``validate=False`` (torch's "data-dependent control flow" error otherwise).
     root
         optional custom sampler: a callable mapping base noise ``[*, M]`` to correlated
         draws ``[*, *batch, N]`` with covariance :math:`\Sigma` (e.g. pathwise/Matheron
@@ -106,6 +108,11 @@ class GaussianPosterior(_PosteriorBase):
     Notes
     -----
     Sampling uses :math:`u = \mu + L z`, :math:`L L^\top = \Sigma`, :math:`z \sim \mathcal N(0, I)`.
+    A covariance that requires grad is factorised once, with its graph: after a ``backward``
+    through ``log_prob`` or ``rsample``, a second one through the same posterior fails with
+    torch's "Trying to backward through the graph a second time" (as for
+    :class:`torch.distributions.MultivariateNormal`): build the posterior again in each
+    optimisation step, or pass ``retain_graph=True``.
     """
 
     def __init__(
@@ -235,6 +242,7 @@ class GaussianPosterior(_PosteriorBase):
         self.covariance = covariance
         self._root = None
         self._root_graph = False  # whether the cached root carries the covariance's graph
+        self._root_inference = False  # whether it was factorised inside inference_mode
         self._custom_root = root
         self._custom_root_dim = root_dim
         if root is not None and root_dim is None:
@@ -316,10 +324,16 @@ class GaussianPosterior(_PosteriorBase):
         # before the covariance required grad) is rebuilt once gradients are wanted: reused,
         # it made every later ``rsample`` / ``log_prob`` silently constant in the covariance
         wants_graph = torch.is_grad_enabled() and self.covariance.requires_grad
-        if self._root is None or (wants_graph and not getattr(self, "_root_graph", False)):
+        # one factorised inside ``torch.inference_mode()`` (a posterior built in an evaluation
+        # block) holds inference tensors: reused where autograd records (a log_prob or rsample
+        # differentiated in the value or the mean), it failed with torch's "Inference tensors
+        # cannot be saved for backward", far from the cause; it is factorised again there
+        stale = getattr(self, "_root_inference", False) and torch.is_grad_enabled()
+        if self._root is None or stale or (wants_graph and not getattr(self, "_root_graph", False)):
             old = self._root
             self._root = structured_root(self.covariance, "covariance")
             self._root_graph = wants_graph
+            self._root_inference = torch.is_inference_mode_enabled()
             if old is not None:
                 self._root.jitter_warned = old.jitter_warned
         return self._root
@@ -413,7 +427,7 @@ class GaussianPosterior(_PosteriorBase):
                 f"base_samples: expected a tensor on {self.device} (the posterior's device), "
                 f"received one on {base.device}"
             )
-        check_finite("base_samples", base)
+        check_finite_input("base_samples", base)  # not read under a torch.func transform
 
     def sample(
         self,
@@ -447,8 +461,10 @@ class GaussianPosterior(_PosteriorBase):
         r"""Gaussian log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]``, in the
         posterior's dtype (a floating ``value`` of another dtype is cast to it):
         :math:`-\tfrac12[(x-\mu)^\top\Sigma^{-1}(x-\mu) + \log|\Sigma| + N\log 2\pi]`,
-        differentiable in ``value``, the mean and the covariance. ``NotImplementedError`` for a
-        posterior given a custom ``root`` (its covariance need not be that of its draws)."""
+        differentiable in ``value``, the mean and the covariance, and usable under
+        :func:`torch.func.vmap` / ``grad`` over ``value`` (whose finite check is then skipped).
+        ``NotImplementedError`` for a posterior given a custom ``root`` (its covariance need not
+        be that of its draws)."""
         if self._custom_root is not None:
             # the covariance operator of such a posterior need not be that of its draws (the
             # GP PDE solver's grid posterior holds only the marginal variances beside its
@@ -483,7 +499,9 @@ class GaussianPosterior(_PosteriorBase):
             )
         if not value.is_floating_point():
             raise TypeError(f"value: expected floating values, received {value.dtype}")
-        check_finite("value", value)
+        # not read under a torch.func transform (vmap's wrapped values cannot be tested: its
+        # "data-dependent control flow" error stopped vmap(post.log_prob) here)
+        check_finite_input("value", value)
         value = value.to(self.dtype)  # the density in the posterior's dtype
         root = self._get_root()
         diff = value - self._mean  # [*, *batch, *event]: the batch dims broadcast
@@ -520,7 +538,7 @@ class GaussianPosterior(_PosteriorBase):
 
     def __getstate__(self) -> dict[str, Any]:
         # the cached root holds closures, which do not pickle; it is rebuilt on first use
-        return {**self.__dict__, "_root": None, "_root_graph": False}
+        return {**self.__dict__, "_root": None, "_root_graph": False, "_root_inference": False}
 
     def __repr__(self) -> str:
         # what is known of a half-built posterior (an __init__ that raised part-way): a repr

@@ -411,9 +411,35 @@ def _round_off_zero(eigenvalues: list[Tensor]) -> Tensor:
     return lam
 
 
+def _warn_tied_eigenvalues(name: str, factors: list[Tensor], eigenvalues: list[Tensor]) -> None:
+    """Warn where autograd records through a Kronecker factor ``[n_i, n_i]`` whose
+    eigenvalues above round-off repeat (e.g. a multiple of the identity): the backward of
+    ``torch.linalg.eigh`` divides by the gaps between them, so the gradients in that factor
+    come out NaN, far from the cause."""
+    if not torch.is_grad_enabled():
+        return
+    for i, (f, e) in enumerate(zip(factors, eigenvalues)):
+        if not f.requires_grad or e.shape[-1] < 2:
+            continue
+        tol = e.shape[-1] * torch.finfo(e.dtype).eps * e.abs().amax(-1, keepdim=True)
+        gaps = e[..., 1:] - e[..., :-1]  # ascending
+        if bool(((gaps <= tol) & (e[..., 1:].abs() > tol)).any()):
+            warnings.warn(
+                f"{name}: Kronecker factor {i} requires grad and has repeated eigenvalues (e.g. a "
+                "multiple of the identity): the Kronecker-plus-diagonal root is built from "
+                "each factor's eigendecomposition, whose backward (torch.linalg.eigh) divides "
+                "by the gaps between eigenvalues, so gradients in this factor will be NaN. For "
+                "exact gradients pass the covariance densely (covariance.to_dense()), or without "
+                "the added diagonal (a KroneckerProductLinearOperator, rooted by Cholesky)",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+
+
 def _kron_added_diag_root(cov: KroneckerProductAddedDiagLinearOperator, name: str):
     factors = [to_dense(f) for f in cov._linear_op.linear_ops]
     eigs = [torch.linalg.eigh(0.5 * (f + f.mT)) for f in factors]
+    _warn_tied_eigenvalues(name, factors, [e.eigenvalues for e in eigs])
     # the product's eigenvalues are the products of the factors' (signs too); each factor's
     # eigenvalues within its round-off of 0 (n_i eps max|e_i|) are 0 to working precision: a
     # smooth kernel factor's (long length scale, fine grid) came back as about -1e-6 of its

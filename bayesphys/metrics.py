@@ -20,6 +20,16 @@ outside its input.
 ``mmd``                    multi-bandwidth RBF MMD (biased V-statistic, squared)
 =========================  ==================================================================
 
+Gradients: every metric but the coverage counts is differentiable in its tensor inputs, for
+use as a training loss: ``relative_l2``, ``mse``, ``gaussian_nll``, ``crps_gaussian``,
+``crps_samples`` (through the sort), ``conservation_error``, ``mmd``, and ``wasserstein`` in
+the clouds (envelope theorem; not in the weights). ``interval_coverage`` and
+``calibration_curve`` count points inside intervals: piecewise constant, they are returned
+without gradient. :func:`torch.func.grad` works on them; :func:`torch.func.vmap` does not on
+those that check their values (finite inputs, positive variances: all but ``mse``), where torch
+raises its "data-dependent control flow" error: pass the batch as a leading dimension and
+reduce with ``dim`` instead. :func:`torch.compile` runs them, with graph breaks at those checks.
+
 Example
 -------
 >>> import torch
@@ -41,6 +51,7 @@ from scipy.spatial.distance import cdist
 from torch import Tensor
 
 from ._checks import check_bool, check_broadcasts, check_dense_memory, check_real, require
+from ._detached import warn_detached
 from ._device import ArrayLike, check_finite, torch_readable, values_as_tensor
 from ._posterior_args import _central_quantiles
 from ._quantile import draw_quantiles
@@ -280,12 +291,16 @@ def crps_gaussian(
     if bool((std <= 0).any()):
         raise ValueError("std: expected strictly positive standard deviations")
     z = (y - mean) / std
+    # z overflows for a std tiny against the error (float32 std 1e-39, error 1): the form
+    # below gave inf; there the score is |y - mean| - std / sqrt(pi) to the dtype's precision
+    far = ~torch.isfinite(z)
+    any_far = bool(far.any())
+    if any_far:  # the closed form at a finite stand-in there (replaced below): its inf * 0
+        # gave NaN gradients in mean and std, though the score was finite
+        z = (y - mean) / torch.where(far, torch.ones_like(std), std)
     n = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
     crps = std * (z * (2 * n.cdf(z) - 1) + 2 * n.log_prob(z).exp() - 1 / math.sqrt(math.pi))
-    # z overflows for a std tiny against the error (float32 std 1e-39, error 1): the form
-    # above gave inf; there the score is |y - mean| - std / sqrt(pi) to the dtype's precision
-    far = ~torch.isfinite(z)
-    if bool(far.any()):
+    if any_far:
         crps = torch.where(far, (y - mean).abs() - std / math.sqrt(math.pi), crps)
     return crps.mean() if dim is None else crps.mean(dim)
 
@@ -593,6 +608,12 @@ def wasserstein(
     and the solver's arcs, about 33 bytes a pair: clouds whose pairs cannot fit in the host's
     memory are refused with a ``MemoryError`` before any work (a warning above half of it);
     subsample them or use :func:`mmd`.
+
+    Differentiable in ``x`` and ``y`` (where autograd records and either requires grad): by
+    the envelope theorem, :math:`\nabla W_p^p = \nabla \sum_{ij} P^\star_{ij}
+    \lVert x_i - y_j\rVert^p` at the optimal plan :math:`P^\star` held fixed (exact
+    wherever the plan is unique; the value is the solver's, unchanged). Not in the weights:
+    weights that require grad are read detached (a ``UserWarning`` says so).
     """
     ot = require("ot", "pot", "wasserstein")
 
@@ -619,17 +640,55 @@ def wasserstein(
     # sqrt(|a|^2 + |b|^2 - 2 a.b), which cancels far from the origin (clouds 1e-3 apart at
     # 1e5 read W 72 % low, at 1e6 exactly 0) and gave sqrt(eps |a|^2) ~ 1e-8 for W(x, x)
     cost = cdist(xd, yd, metric="sqeuclidean" if p == 2 else "euclidean")
+    warn_detached("wasserstein", weights_x=weights_x, weights_y=weights_y)
     a = _ot_weights(weights_x, len(xd), "weights_x")
     b = _ot_weights(weights_y, len(yd), "weights_y")
-    val = float(ot.emd2(a, b, cost, numItermax=10_000_000))
+    # the clouds' graph (it was dropped: W came back detached, a loss on it gave no gradient)
+    graph = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+    if graph:  # the same solve, its plan kept
+        val, log = ot.emd2(a, b, cost, numItermax=10_000_000, return_matrix=True)
+        val = float(val)
+    else:
+        val = float(ot.emd2(a, b, cost, numItermax=10_000_000))
     # the wider floating dtype of the two, as mmd (x's alone made W(x, y) and W(y, x) differ
     # in dtype for a float32 and a float64 cloud)
     dtype = torch.promote_types(x.dtype, y.dtype)
-    return torch.tensor(
+    out = torch.tensor(
         math.ldexp(max(val, 0.0) ** (1 / p), unit),
         dtype=dtype if dtype.is_floating_point else torch.float64,
         device=x.device,
     )
+    if graph:
+        out = out + _envelope_gradient(x, y, log["G"], p).to(out.dtype)
+    return out
+
+
+def _envelope_gradient(x: Tensor, y: Tensor, plan: np.ndarray, p: int) -> Tensor:
+    r"""A zero ``[]`` carrying the gradient of :math:`W_p` in the clouds ``x [n, d]`` and
+    ``y [m, d]`` at the optimal ``plan [n, m]`` held fixed (the envelope theorem):
+    :math:`W - W_{\text{detached}}` with :math:`W = (\sum_{ij} P_{ij} \lVert x_i -
+    y_j\rVert^p)^{1/p}` over the plan's support (at most ``n + m - 1`` pairs), in float64;
+    no NaN where a paired distance or the distance itself is 0 (gradient 0 there)."""
+    i, j = np.nonzero(plan)
+    dev = x.device
+    w = torch.as_tensor(plan[i, j], dtype=torch.float64, device=dev)
+    diff = (
+        x.to(torch.float64)[torch.as_tensor(i, device=dev)]
+        - y.to(dev, torch.float64)[torch.as_tensor(j, device=dev)]
+    )
+    cost = diff.square().sum(-1)
+    if p == 1:
+        cost = _safe_root(cost, 2)
+    total = _safe_root((w * cost).sum(), p)
+    return total - total.detach()
+
+
+def _safe_root(v: Tensor, k: int) -> Tensor:
+    """:math:`v^{1/k}` of ``v >= 0``, with gradient 0 (not NaN) where ``v`` is 0."""
+    if k == 1:
+        return v
+    pos = v > 0
+    return torch.where(pos, torch.where(pos, v, torch.ones_like(v)).pow(1 / k), torch.zeros_like(v))
 
 
 def _extent_exponent(x: np.ndarray, y: np.ndarray) -> int:

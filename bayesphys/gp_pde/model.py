@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .._checkpoint import check_shape_settings, save_checkpoint
 from .._checks import check_bool
+from .._detached import warn_detached
 from .._device import ArrayLike, DeviceLike, DTypeLike
 from .._model import FitResult, autograd_on
 from ..posterior import GaussianPosterior
@@ -260,7 +261,10 @@ class GPPDESolver:
         the collocation axis ``j``, ``p_j`` = the problem's ``n_test`` (300 for every registered
         problem; 300 also for a custom ``x=`` problem). The mean of :meth:`posterior`, so a stale
         field (after :meth:`warm_start_from`, or before any fit) is solved first, once, as there;
-        for ``method="ref"`` it is the stored :math:`U` as it is (zero before a fit)."""
+        for ``method="ref"`` it is the stored :math:`U` as it is (zero before a fit).
+        Computed without gradient: the mean is detached from ``test_axes`` and the
+        hyperparameters (axes that require grad are a ``UserWarning`` saying so)."""
+        warn_detached("GPPDESolver.predict", test_axes=test_axes)
         check_built(self, "predict")
         return self._mean(test_axes, solve=True)
 
@@ -454,7 +458,10 @@ class GPPDESolver:
         changed since the last solve (or after :meth:`warm_start_from`) is :math:`U` solved and
         stored first, once. A test grid whose posterior cannot fit in the device's memory is
         refused with a ``MemoryError`` naming ``x`` before any work (a warning above half).
+        Computed without gradient, as :meth:`predict`: mean, variances and draws are detached
+        from ``x`` and the hyperparameters (axes that require grad are a ``UserWarning``).
         """
+        warn_detached("GPPDESolver.posterior", x=x)
         check_built(self, "posterior")
         ta = self._test_axes(x, "x")
         sizes = [int(a.numel()) for a in ta]

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
 from .._checks import check_bool, check_int, check_optional_seed, offset_seed, seed_or_draw
+from .._detached import warn_detached
 from .._device import model_device, same_device
 from .._fit_callback import check_fit_callback
 from .._model import FitResult, autograd_on, untrained_warned, warn_untrained
@@ -261,8 +262,10 @@ class MFMEnsemble:
         ``seed``, as a lone model would), so the members' predictions also differ by the
         points their embeddings see, as :meth:`posterior`'s draws do. ``seed=None`` draws
         ``seed`` from torch's global stream. An ensemble none of whose members has trained
-        a step warns once (``UserWarning``), as :meth:`posterior` does.
+        a step warns once (``UserWarning``), as :meth:`posterior` does. Computed without
+        gradient (sources or features that require grad are one ``UserWarning``).
         """
+        warn_detached("MFMEnsemble.predict_members", sources=sources, features=kw.get("features"))
         warn_untrained("MFMEnsemble.predict_members", max(m.steps_done for m in self.models))
         seed = seed_or_draw("seed", seed)
         self._warn_uneven()
@@ -271,7 +274,8 @@ class MFMEnsemble:
         m0 = self.models[0]
         pops = check_populations("sources", sources, m0.dim, m0._min_points, dtype=m0.dtype)
         m0._warn_far_sources("MFMEnsemble.predict_members", pops)
-        with untrained_warned():  # warned above, not once per member
+        # warned above, not once per member (the predictions are made without gradient)
+        with untrained_warned(), torch.no_grad():
             return [
                 m.predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
                 for j, m in enumerate(self.models)
@@ -299,8 +303,10 @@ class MFMEnsemble:
         own; ``True`` integrates the ``P`` populations of a draw together as one batch
         ``[P, n, d]`` (faster for many small populations; a population's draws then move with
         the others in the call, within the solver's tolerance or the round-off of the batch's
-        matrix products). The shapes are the same either way.
+        matrix products). The shapes are the same either way. Computed without gradient (an
+        ``x`` or ``features`` that requires grad is one ``UserWarning``).
         """
+        warn_detached("MFMEnsemble.posterior", x=x, features=features)
         warn_untrained("MFMEnsemble.posterior", max(m.steps_done for m in self.models))
         num_draws = check_int("num_draws", num_draws, minimum=1)
         seed = seed_or_draw("seed", seed)
@@ -317,7 +323,8 @@ class MFMEnsemble:
         warn_untrained_treatments("MFMEnsemble.posterior", treatment, trained)
         self.models[0]._warn_far_sources("MFMEnsemble.posterior", pops)
         chains = []
-        with untrained_warned():  # warned above (none trained), not per member
+        # warned above (none trained, inputs that require grad), not per member
+        with untrained_warned(), torch.no_grad():
             for j, m in enumerate(self.models):
                 chains.append(
                     torch.stack(

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from .._checks import as_real_array, check_int, check_real, check_seed, offset_seed
+from .._detached import warn_detached
 from .._device import check_finite
 from .._stack import user_stacklevel
 from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
@@ -199,7 +200,10 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
     :math:`\sqrt{\epsilon\,\operatorname{tr}\Sigma}` is lost to cancellation (1e-3 apart
     at covariances of 1e8 read 34 % low). ``s1``/``s2`` must be covariances up to their
     dtype's round-off (symmetric, no eigenvalue below ``-sqrt(eps)`` times their largest
-    entry) and all four finite, with batch shapes that broadcast: ``ValueError`` otherwise."""
+    entry) and all four finite, with batch shapes that broadcast: ``ValueError`` otherwise.
+    Returned without gradient (an evaluation metric: inputs that require grad are read
+    detached, with a ``UserWarning``)."""
+    warn_detached("gaussian_w2", m1=m1, s1=s1, m2=m2, s2=s2)
     for name, v in (("m1", m1), ("s1", s1), ("m2", m2), ("s2", s2)):
         if not isinstance(v, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, received {type(v).__name__}")

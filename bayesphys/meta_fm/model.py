@@ -48,6 +48,7 @@ from .._checks import (
     dense_memory_checked,
     seed_or_draw,
 )
+from .._detached import no_grad_detached, warn_detached
 from .._device import model_device
 from .._model import FitResult, autograd_on, untrained_warned, warn_untrained
 from ..posterior import SamplePosterior
@@ -407,7 +408,7 @@ class MetaFlowMatching:
                 embed, pops, feats, n, seed, self._norm, device=device, dtype=dtype
             )
 
-    @torch.no_grad()
+    @no_grad_detached("sources", "features")
     def predict(
         self,
         sources: Tensor | Sequence[Tensor],
@@ -452,7 +453,9 @@ class MetaFlowMatching:
         flow is the initial weights'. So does a source population far from every training
         source (mean more than 3 pooled training sds beyond the box of their means, or spread
         more than 2x outside theirs, recorded at fit and saved): its flow is an
-        extrapolation, and the posterior's spread does not widen for it.
+        extrapolation, and the posterior's spread does not widen for it. Computed without
+        gradient (under ``torch.no_grad``): the predictions are detached from ``sources``,
+        ``features`` and the weights; inputs that require grad are a ``UserWarning`` saying so.
         """
         self._check_built("predict")
         warn_untrained(f"{type(self).__name__}.predict", self.steps_done)
@@ -506,8 +509,10 @@ class MetaFlowMatching:
         integrates the ``P`` populations of a draw together as one batch ``[P, n, d]``
         (faster for many small populations; each population's draws then move with the
         others in the call, within the solver's tolerance or the round-off of the batch's
-        matrix products). The shapes are the same either way.
+        matrix products). The shapes are the same either way. Computed without gradient, as
+        :meth:`predict` (inputs that require grad are a ``UserWarning``).
         """
+        warn_detached(f"{type(self).__name__}.posterior", x=x, features=features)
         self._check_built("posterior")
         warn_untrained(f"{type(self).__name__}.posterior", self.steps_done)
         num_draws = check_int("num_draws", num_draws, minimum=2)
@@ -521,7 +526,8 @@ class MetaFlowMatching:
         where = f"{type(self).__name__}.posterior"
         warn_untrained_treatments(where, treatment, [self._treatments_trained()])
         self._warn_far_sources(where, pops)
-        with untrained_warned():  # warned above, not once more per draw
+        # warned above, not once more per draw (the predictions are made without gradient)
+        with untrained_warned(), torch.no_grad():
             return predictive_draws(
                 lambda s: self.predict(pops, treatment, features=features, seed=s, batch=batch),
                 num_draws,

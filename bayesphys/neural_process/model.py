@@ -58,6 +58,7 @@ from .._checks import (
     seed_or_draw,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
+from .._detached import no_grad_detached
 from .._device import ArrayLike, DeviceLike, DTypeLike, model_device
 from .._model import DivergenceGuard, FitResult, autograd_on, release_grads, warn_untrained
 from .._process_state import streams_kept
@@ -390,7 +391,7 @@ class RandomGridNP:
         ts = torch.linspace(0, 1, 21, dtype=self.dtype, device=self.device)
         return torch.stack(torch.meshgrid(xs, ts, indexing="ij"), -1).reshape(-1, 2)
 
-    @torch.no_grad()
+    @no_grad_detached("x", "z", "w", "noise")
     def posterior(
         self,
         x: ArrayLike | None = None,
@@ -415,7 +416,9 @@ class RandomGridNP:
         naming ``z/w``. ``noise``: a white-noise variance ``>= 0`` added to the diagonal, a
         number (or a one-element tensor or array). A ``z`` or ``w`` outside the problem's prior
         box (the training range) is a ``UserWarning``: the result is an extrapolation whose
-        variance neither widens nor is calibrated there.
+        variance neither widens nor is calibrated there. Computed without gradient (under
+        ``torch.no_grad``): the mean and covariance are detached from ``x``, ``z``, ``w`` and
+        the weights, and inputs that require grad are a ``UserWarning`` saying so.
         """
         warn_untrained("RandomGridNP.posterior", self.step_count)
         self._warn_stale_calibration("RandomGridNP.posterior", "field")
@@ -442,7 +445,7 @@ class RandomGridNP:
         check_outputs(post, "z/w", "forward", self.dtype, (("z", zt), ("w", wt)), p)
         return post
 
-    @torch.no_grad()
+    @no_grad_detached("x", "u", "w")
     def parameter_posterior(
         self, x: ArrayLike, u: ArrayLike, w: ArrayLike, *, transformed: bool = False
     ) -> GaussianPosterior:
@@ -461,7 +464,8 @@ class RandomGridNP:
         at a time. Field values for which GICNet's mean or variances are not finite in the
         model's dtype (e.g. ``|u| ~ 1e25`` in float32) are a ``ValueError`` naming ``u/w``.
         A ``w`` outside the problem's prior box ``[w_low, w_high]`` (the training range) is a
-        ``UserWarning``.
+        ``UserWarning``. Computed without gradient, as :meth:`posterior` (inputs that require
+        grad are a ``UserWarning``).
         """
         warn_untrained("RandomGridNP.parameter_posterior", self.step_count)
         self._warn_stale_calibration("RandomGridNP.parameter_posterior", "parameters")

@@ -90,7 +90,7 @@ def fit_reduced(
     prob = model.problem()
     x, res = minimize(
         prob,
-        best,
+        best.detach(),  # a start, not a graph (minimize reads it detached)
         method="lm",
         steps=steps,
         linear_solver="dense",

@@ -188,7 +188,7 @@ def fit_joint_odil(
         device=model.device,
         dtype=model.dtype,
     )
-    x0 = prob.pack({"c": traj[1:].detach()}, {"theta": theta_fit})
+    x0 = prob.pack({"c": traj[1:].detach()}, {"theta": theta_fit}).detach()
     if linear_solver == "cg":
         solve = {"linear_solver": "cg", "cg_tol": _STEP_TOL, "cg_maxiter": cg_maxiter}
     else:

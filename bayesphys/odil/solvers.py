@@ -24,6 +24,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from .._checks import check_bool, check_callback, check_int, check_real, did_you_mean
+from .._detached import warn_detached
 from .._device import as_tensor, check_finite
 from .._model import FitResult, autograd_on
 from .._time_budget import TimeBudget
@@ -161,7 +162,10 @@ def minimize(
         ``(x, FitResult)``; ``FitResult.extra`` holds per-step ``cg_iters`` for GN/LM (and,
         with ``linear_solver="cg"``, each step's final relative CG residual ``cg_rel`` and
         whether its CG stopped on a breakdown, ``cg_breakdown``; a ``RuntimeWarning`` says
-        when any step's CG stopped above ``cg_tol``, and why).
+        when any step's CG stopped above ``cg_tol``, and why). ``x`` is detached: the solve
+        is not differentiated (an ``x0`` that requires grad is read detached, with a
+        ``UserWarning``; differentiate ``problem``'s residuals at the returned ``x``, e.g. by
+        the implicit function theorem, for sensitivities).
 
     Notes
     -----
@@ -213,6 +217,7 @@ def minimize(
                 "jacobian: only used by method='gn' or 'lm' with linear_solver='dense'; "
                 f"received method={method!r}, linear_solver={linear_solver!r} (it would be ignored)"
             )
+    warn_detached("minimize", x0=x0)
     if x0 is None:
         x = problem.initial().detach()  # not the caller's autograd graph (Adam/L-BFGS detach too)
     else:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real
+from .._detached import no_grad_detached
 from .._device import check_module_dtype, check_on_device
 
 __all__ = ["AttentiveNP"]
@@ -266,7 +267,7 @@ class AttentiveNP(nn.Module):
         ).sum(-1)
         return nll + (kl / yt.shape[1]).mean(), mu, sig
 
-    @torch.no_grad()
+    @no_grad_detached("xc", "yc", "xt")
     def predict(
         self,
         xc: Tensor,
@@ -277,7 +278,9 @@ class AttentiveNP(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Latent draws: means ``[S, B, Nt]`` and sds ``[S, B, Nt]`` (``S = n_samples >= 1``)
         for contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (finite
-        floating tensors in the network's dtype and on its device, refused otherwise)."""
+        floating tensors in the network's dtype and on its device, refused otherwise).
+        Computed without gradient (inputs that require grad are a ``UserWarning``); the
+        training objective :meth:`loss` is differentiable."""
         n_samples = check_int("n_samples", n_samples, minimum=1)
         check_sets(xc, yc, xt, ref=self.dec[0].weight, owner="AttentiveNP", same_dtype=True)
         mz, sz = self.latent(xc, yc)

@@ -58,10 +58,28 @@ def _weights_and_masses(
     return g, b
 
 
+def _implicit_lambda(lam: Tensor, draws: Tensor, g: Tensor, b: Tensor) -> Tensor:
+    r"""The bisection's multiplier ``lam [*]`` with the implicit-function gradient of
+    :math:`f(\lambda) = g^\top \max(v - \lambda g, 0) - b = 0` attached,
+    :math:`d\lambda = (\partial f / \partial(v, g, b)) / \lVert g_S\rVert^2` over the support
+    :math:`S = \{i: v_i > \lambda g_i\}`: the same values bit for bit (``f - f.detach()`` is
+    exactly 0), but the gradient of the projection in ``draws``, ``g`` and ``b`` (the
+    bisection's brackets gave ``lam`` a wrong one, an affine mix of the brackets' ends, and the
+    projection silently wrong gradients). No gradient where the support is empty."""
+    lam = lam.detach()
+    w = draws - lam.unsqueeze(-1) * g
+    f = w.clamp_min(0) @ g - b
+    slope = (w.detach() > 0).to(w.dtype) @ g.detach().square()  # -df/dlam = |g_S|^2
+    ok = slope > 0
+    step = (f - f.detach()) / torch.where(ok, slope, torch.ones_like(slope))
+    return lam + torch.where(ok, step, torch.zeros_like(step))
+
+
 def project_nonnegative(draws: ArrayLike, g: ArrayLike, b: ArrayLike, iters: int = 100) -> Tensor:
     """Project draws ``[*, N]`` (``N >= 1``, floating) onto ``{u >= 0, g.u = b}``; ``g [N] > 0``,
     ``b`` broadcast to ``[*]``. Each may be an array or list (converted; ``g`` and ``b`` to the
-    draws' dtype and device)."""
+    draws' dtype and device). Differentiable in ``draws``, ``g`` and ``b`` (the projection's
+    Jacobian on its support, by the implicit function theorem for the multiplier)."""
     draws = as_tensor("draws", draws)
     if not draws.is_floating_point() or draws.ndim < 1 or draws.shape[-1] < 1:
         raise ValueError(
@@ -85,7 +103,7 @@ def project_nonnegative(draws: ArrayLike, g: ArrayLike, b: ArrayLike, iters: int
         too_much = mass(mid) > b
         lo = torch.where(too_much, mid, lo)
         hi = torch.where(too_much, hi, mid)
-    lam = 0.5 * (lo + hi)
+    lam = _implicit_lambda(0.5 * (lo + hi), draws, g, b)
     u = (draws - lam.unsqueeze(-1) * g).clamp_min(0)
     # exact equality: rescale the (positive) support to remove the bisection residual
     m = u @ g

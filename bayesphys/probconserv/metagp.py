@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real
+from .._detached import no_grad_detached
 from .anp import check_box, check_set_shapes, check_sets
 
 __all__ = ["MetaGP"]
@@ -144,12 +145,14 @@ class MetaGP(nn.Module):
             mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.lik, self.gp)
             return -mll(self.gp(xc), yc).mean()
 
-    @torch.no_grad()
+    @no_grad_detached("xc", "yc", "xt")
     def predict(self, xc: Tensor, yc: Tensor, xt: Tensor) -> tuple[Tensor, Tensor]:
         """Latent predictive mean ``[B, Nt]`` and dense covariance ``[B, Nt, Nt]`` (float64:
         the model's dtype, also for float32 inputs; class docstring) for contexts
         ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (finite floating
-        tensors, refused otherwise: a NaN context gave a NaN posterior silently)."""
+        tensors, refused otherwise: a NaN context gave a NaN posterior silently). Computed
+        without gradient (inputs that require grad are a ``UserWarning``); the training
+        objective :meth:`loss` is differentiable."""
         check_sets(xc, yc, xt, ref=self.lik.raw_noise, owner="MetaGP")
         _check_not_wider(self.lik.raw_noise, xc=xc, yc=yc, xt=xt)
         # the conditioning data live on the module (ExactGP): two threads predicting with one

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from .._checkpoint import check_built_settings, shape_settings
 from .._checks import check_real
+from .._detached import warn_detached
 from .._device import as_tensor, model_device
 from .._model import FitResult, autograd_on
 from .._process_state import seeded_build
@@ -287,8 +288,13 @@ class ProbConserv:
         its scale is the pooled validation scale even when a parameter-conditional one was
         fitted (that one, and the mass check, read :math:`b`; ``posterior(sigma_g=inf)`` is the
         Step-1 posterior with them, the prior the ProbConserv update starts from).
+        Computed without gradient: detached from ``t``, ``x`` and the weights (inputs that
+        require grad are a ``UserWarning`` saying so).
         """
+        warn_detached("ProbConserv.step1", t=t, x=x)
         self._check_built("step1")
+        t = t.detach() if isinstance(t, Tensor) else t
+        x = x.detach() if isinstance(x, Tensor) else x
         return self._step1(context, t, x, seed=seed, stage="prior", use_mass=False, caller="step1")
 
     def _step1(
@@ -500,13 +506,22 @@ class ProbConserv:
         device's memory a ``MemoryError`` before the latent draws)
         (:func:`~bayesphys.probconserv.conserve_latent_mixture`; the hybrid calibration is
         refused there, ``ValueError``).
+
+        Gradients: the Step-1 posterior is computed without gradient, so the result is
+        detached from ``t``, ``x`` and the weights (``t`` or ``x`` that require grad are a
+        ``UserWarning``, and are read detached: the quadrature weights alone gave ``x`` a
+        partial gradient, the Step-1 mean's dependence on ``x`` missing). A ``mass`` that
+        requires grad is differentiated through the update (:func:`conservation_update` is
+        differentiable in :math:`b`); a parameter-conditional calibration reads it without
+        gradient.
         """
+        warn_detached("ProbConserv.posterior", t=t, x=x)
         self._check_built("posterior")
         return updated_posterior(
             self,
             context,
-            t,
-            x,
+            t.detach() if isinstance(t, Tensor) else t,
+            x.detach() if isinstance(x, Tensor) else x,
             method=method,
             mass=mass,
             sigma_g=sigma_g,

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int
+from .._detached import warn_detached
 from .._device import ArrayLike, as_tensor
 from ..posterior import Posterior, SamplePosterior
 from .inequality import _slice_draws, _weights_and_masses
@@ -190,7 +191,10 @@ def project_monotone(
     Returns
     -------
     Tensor
-        ``[*, N]``, the projected draws.
+        ``[*, N]``, the projected draws, without gradient: inputs that require grad are read
+        detached, with a ``UserWarning`` (the solve's in-place steps made a ``backward``
+        through it fail with torch's "modified by an inplace operation");
+        :func:`~bayesphys.probconserv.project_nonnegative` is differentiable.
 
     Examples
     --------
@@ -201,7 +205,12 @@ def project_monotone(
     >>> project_monotone(v, torch.full((4,), 0.25, dtype=torch.float64), 1.0)
     tensor([1.8750, 1.8750, 0.1250, 0.1250], dtype=torch.float64)
     """
-    draws = as_tensor("draws", draws)
+    warn_detached("project_monotone", draws=draws, g=g, b=b)
+    if isinstance(g, Tensor):
+        g = g.detach()
+    if isinstance(b, Tensor):
+        b = b.detach()
+    draws = as_tensor("draws", draws).detach()
     if not draws.is_floating_point() or draws.ndim < 1 or draws.shape[-1] < 1:
         raise ValueError(
             f"draws: expected a floating tensor [*, N] with N >= 1, received {draws.dtype} of "

@@ -399,7 +399,9 @@ def conservation_update(
     -------
     GaussianPosterior
         float64, with mean ``[*batch, *event]`` and covariance :math:`\tilde\Sigma`
-        ``[*batch, N, N]`` (structured, never densified) and a pathwise sampler.
+        ``[*batch, N, N]`` (structured, never densified) and a pathwise sampler. Its mean,
+        variance and ``rsample`` are differentiable in the prior's mean and covariance, ``G``,
+        ``b`` and ``sigma_g``.
 
         Applied again to its own result, the update conditions on a second, independent
         observation of the same constraint, so it is not idempotent. After the limit

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, did_you_mean
+from .._detached import warn_detached
 from .._device import AxisLike, DTypeLike, as_tensor, resolve_dtype
 from .._model import autograd_on
 
@@ -155,7 +156,9 @@ class PDEProblem:
     def source(self, axes: Sequence[AxisLike]) -> Tensor:
         r"""Source :math:`f` on the tensor grid of ``axes`` (``d`` 1-D axes ``[n_j]``:
         tensors, arrays or sequences of numbers), ``[n_1, ..., n_d]``, by autograd of
-        ``exact``."""
+        ``exact``; detached from ``axes`` (not differentiable in them: axes that require grad
+        are a ``UserWarning``; :meth:`solution` is differentiable)."""
+        warn_detached("PDEProblem.source", axes=axes)
         axes = self._check_axes(axes)
         pts = tensor_grid([a.detach() for a in axes])
         with autograd_on():  # also inside torch.no_grad() / inference_mode()

@@ -100,7 +100,11 @@ def test_rel_l2_on_test_axes_that_require_grad_does_not_warn(torch_warns_always)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = m.rel_l2(tg)
+    # predict says its mean is detached from such axes (and nothing else: no torch warning)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
         mean = m.predict(tg)
+    assert [str(w.message).split(":")[0] for w in rec] == ["GPPDESolver.predict"]
     assert got == want and not mean.requires_grad
 
 

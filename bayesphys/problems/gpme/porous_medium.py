@@ -43,11 +43,14 @@ class PorousMedium(GPMEProblem):
 
     def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact solution :math:`u = (m\,\mathrm{ReLU}(t-x))^{1/m}` for exponent ``param`` =
-        :math:`m`; ``t, x, param`` ``[*]`` broadcast -> ``[*]`` (float64)."""
+        :math:`m`; ``t, x, param`` ``[*]`` broadcast -> ``[*]`` (float64). Differentiable
+        in ``t``, ``x`` and ``param``, with gradient 0 ahead of the front (``x >= t``; a plain
+        power gave NaN gradients there, :math:`0^{1/m - 1} \cdot 0`); a NaN ``t`` or ``x``
+        gives NaN."""
         _check_broadcast(t=t, x=x, **{self.param_name or "param": param})
         self._check_domain(param)
-        m = _f64(param, self.param_name or "param")
-        return (m * torch.relu(_f64(t, "t") - _f64(x, "x"))).pow(1.0 / m)
+        m, t, x = _f64(param, self.param_name or "param"), _f64(t, "t"), _f64(x, "x")
+        return _nan_at(x, _nan_at(t, _pos_pow(m * torch.relu(t - x), 1.0 / m)))
 
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact total mass :math:`b(t)` over ``x_range`` (class docstring): ``t, param``

@@ -56,8 +56,26 @@ def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, 
         lo, hi = lo2, hi2
         if done:
             break
-    z1 = 0.5 * (lo + hi)
+    z1 = _implicit_root(0.5 * (lo + hi), us, rhs)
     return 2 * z1, (1 - us) / torch.erf(z1)
+
+
+def _implicit_root(z: Tensor, us: Tensor, rhs: Tensor) -> Tensor:
+    r"""The bisection's root ``z [*]`` of :math:`f(z, u^*) = u^*\operatorname{erf}(z) z e^{z^2}
+    - (1 - u^*)/\sqrt\pi` with the implicit-function gradient :math:`dz/du^* = -f_{u^*} / f_z`
+    attached: the same values bit for bit (``f - f.detach()`` is exactly 0), but a gradient
+    through ``u_star`` (the bisection's comparisons carry none: alpha had a zero gradient in
+    ``u_star`` and c1 only its explicit part, both silently wrong). Where :math:`z^2` would
+    overflow ``exp`` or :math:`f_z` is not positive, no gradient is attached (the value is
+    kept)."""
+    ok = z * z < 700.0
+    zs = torch.where(ok, z, torch.ones_like(z)).detach()  # finite everywhere: no NaN gradient
+    e = torch.exp(zs * zs)
+    f = us * torch.erf(zs) * zs * e - rhs
+    fz = us.detach() * (2 * zs / math.sqrt(math.pi) + torch.erf(zs) * e * (1 + 2 * zs * zs))
+    ok = ok & (fz > 0)
+    step = (f - f.detach()) / torch.where(ok, fz, torch.ones_like(fz))
+    return z - torch.where(ok, step, torch.zeros_like(step))
 
 
 def stefan_front(t: Tensor | float, u_star: Tensor | float) -> Tensor:
