@@ -12,9 +12,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayesphys.gp_pde import DenseSolve, KronSolve, SpectralMixture1d
-from bayesphys.gp_pde._kron import kron_apply
-from tests.gp_pde.test_solve import _setup  # the solve tests' kernels, operator and data
+from bayesphys.gp_pde import SpectralMixture1d
+from tests.gp_pde.test_solve import (  # the solve tests' kernels, operator and data
+    assert_kron_solve_matches_dense,
+)
 
 F64 = torch.float64
 EPS = torch.finfo(F64).eps
@@ -164,17 +165,7 @@ def test_kron_solve_matches_the_dense_solve_on_the_smallest_grids(shape, tau, ga
     """The Kronecker solve's posterior mean and covariance equal the dense solve's on grids
     of 2 to 4 points per axis (unequal in 2-D), where every point is on or next to the
     boundary faces."""
-    _, _, op, fac, f, gb = _setup(shape, seed)
-    ds = DenseSolve(fac, op, "prior")
-    ud = ds.solve(f, gb, tau, gamma)
-    ks = KronSolve(fac, op, tau, gamma)
-    uk = ks.solve(f, gb)
-    torch.testing.assert_close(uk, ud, rtol=1e-7, atol=1e-8 * float(ud.abs().max()))
-    m = math.prod(shape)
-    eye = torch.eye(m, dtype=F64).reshape(m, *shape)
-    cov_k = kron_apply(ks.R, ks.precision_solve(kron_apply(ks.Rt, eye))).reshape(m, m)
-    cov_d = ds.cov_u()
-    torch.testing.assert_close(cov_k, cov_d, rtol=1e-6, atol=1e-9 * float(cov_d.abs().max()))
+    assert_kron_solve_matches_dense(shape, seed, tau, gamma)
 
 
 @settings(max_examples=25, deadline=None)
