@@ -29,6 +29,7 @@ from ._posterior_args import (
     check_export_name,
 )
 from ._posterior_base import _PosteriorBase
+from ._precision import own_precision
 from ._repr import known_repr
 
 __all__ = ["GaussianPosterior"]
@@ -113,8 +114,12 @@ class GaussianPosterior(_PosteriorBase):
     torch's "Trying to backward through the graph a second time" (as for
     :class:`torch.distributions.MultivariateNormal`): build the posterior again in each
     optimisation step, or pass ``retain_graph=True``.
+    Inside a caller's ``torch.autocast`` block, construction, ``variance``, draws and
+    ``log_prob`` run with autocast off: they compute in the posterior's dtype, as outside it
+    (autocast ran :math:`Lz` in bfloat16 and failed in Kronecker solves).
     """
 
+    @own_precision()  # its checks (symmetry, eigenvalues) in the mean's dtype
     def __init__(
         self,
         mean: Tensor,
@@ -311,6 +316,7 @@ class GaussianPosterior(_PosteriorBase):
         return self._mean
 
     @property
+    @own_precision()
     def variance(self) -> Tensor:
         """Marginal variances ``[*batch, *event]`` from the covariance's structured diagonal,
         clamped at 0 (an exact-limit conservation update leaves round-off negatives such as
@@ -343,6 +349,7 @@ class GaussianPosterior(_PosteriorBase):
             return int(self._custom_root_dim)
         return self._get_root().base_dim
 
+    @own_precision()  # a caller's autocast ran L z in bfloat16 (draws 3e-3 off, or bfloat16)
     def rsample(
         self,
         sample_shape: int | Sequence[int] = torch.Size(),
@@ -457,6 +464,8 @@ class GaussianPosterior(_PosteriorBase):
         z = z.reshape(*qt.shape, *([1] * self._mean.ndim))
         return self._mean + self.stddev * z
 
+    @own_precision()  # a Kronecker solve failed under autocast ("both inputs should have same
+    # dtype"), a low-rank one lost accuracy
     def log_prob(self, value: Tensor) -> Tensor:
         r"""Gaussian log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]``, in the
         posterior's dtype (a floating ``value`` of another dtype is cast to it):

@@ -54,6 +54,7 @@ from ._checks import check_bool, check_broadcasts, check_dense_memory, check_rea
 from ._detached import warn_detached
 from ._device import ArrayLike, check_finite, torch_readable, values_as_tensor
 from ._posterior_args import _central_quantiles
+from ._precision import own_precision
 from ._quantile import draw_quantiles
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -464,6 +465,7 @@ def calibration_curve(
     return nominal, torch.tensor(obs, dtype=torch.float64)
 
 
+@own_precision()  # G u in the field's dtype inside a caller's autocast too (bfloat16 there)
 def conservation_error(field: Tensor, weights: Tensor, target: ArrayLike) -> Tensor:
     r"""Conservation error :math:`|G u - b|` per constraint.
 

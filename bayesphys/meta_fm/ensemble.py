@@ -34,6 +34,7 @@ from .._detached import warn_detached
 from .._device import model_device, same_device
 from .._fit_callback import check_fit_callback
 from .._model import FitResult, autograd_on, untrained_warned, warn_untrained
+from .._precision import own_precision
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import SamplePosterior
@@ -200,6 +201,7 @@ class MFMEnsemble:
         """The members' dtype."""
         return self.models[0].dtype
 
+    @own_precision()
     def fit(
         self,
         data: PopulationPairs | None = None,
@@ -247,6 +249,7 @@ class MFMEnsemble:
             self.models, data, steps, progress, max_seconds, callback, callback_every
         )
 
+    @own_precision()
     def predict_members(
         self,
         sources: Tensor | Sequence[Tensor],
@@ -281,6 +284,7 @@ class MFMEnsemble:
                 for j, m in enumerate(self.models)
             ]
 
+    @own_precision()
     def posterior(
         self,
         x: Tensor | Sequence[Tensor],
@@ -345,6 +349,7 @@ class MFMEnsemble:
         # batch = the P populations, event = one population (n, d)
         return SamplePosterior(torch.stack(chains), event_ndim=2)
 
+    @own_precision()
     def uncertainty(
         self,
         cal: PopulationPairs,

@@ -51,6 +51,7 @@ from .._checks import (
 from .._detached import no_grad_detached, warn_detached
 from .._device import model_device
 from .._model import FitResult, autograd_on, untrained_warned, warn_untrained
+from .._precision import own_precision
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._fit import fit_model
@@ -296,6 +297,7 @@ class MetaFlowMatching:
         )
 
     @autograd_on()
+    @own_precision()
     def fit(
         self,
         data: PopulationPairs | None = None,
@@ -369,6 +371,7 @@ class MetaFlowMatching:
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
+    @own_precision()
     def embed(
         self,
         sources: Tensor | Sequence[Tensor],
@@ -409,6 +412,7 @@ class MetaFlowMatching:
             )
 
     @no_grad_detached("sources", "features")
+    @own_precision()
     def predict(
         self,
         sources: Tensor | Sequence[Tensor],
@@ -484,6 +488,7 @@ class MetaFlowMatching:
             net["field"], pops, cond, frame, cfg, method, steps, chunk, batch, types
         )
 
+    @own_precision()
     def posterior(
         self,
         x: Tensor | Sequence[Tensor],

@@ -61,6 +61,7 @@ from .._data_parallel import GradientSync, rank_generator_seed
 from .._detached import no_grad_detached
 from .._device import ArrayLike, DeviceLike, DTypeLike, model_device
 from .._model import DivergenceGuard, FitResult, autograd_on, release_grads, warn_untrained
+from .._precision import own_precision
 from .._process_state import streams_kept
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
@@ -196,6 +197,7 @@ class RandomGridNP:
     def _check_data(self, data: Mapping[str, Any]) -> dict[str, Tensor]:
         return check_data(data, self.problem, self.dtype, self.device)
 
+    @own_precision()
     def loss(self, data: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         r"""One Monte Carlo estimate of the negative objective (fresh prior draws and grids):
         :math:`-\frac1B\sum_b \mathrm{ELBO}_b` (:func:`~.objective.physics_elbo`), minus
@@ -259,6 +261,7 @@ class RandomGridNP:
         )
 
     @autograd_on()
+    @own_precision()  # in the model's dtype inside a caller's autocast too
     def fit(
         self,
         data: dict[str, Any] | None = None,
@@ -392,6 +395,7 @@ class RandomGridNP:
         return torch.stack(torch.meshgrid(xs, ts, indexing="ij"), -1).reshape(-1, 2)
 
     @no_grad_detached("x", "z", "w", "noise")
+    @own_precision()
     def posterior(
         self,
         x: ArrayLike | None = None,
@@ -446,6 +450,7 @@ class RandomGridNP:
         return post
 
     @no_grad_detached("x", "u", "w")
+    @own_precision()
     def parameter_posterior(
         self, x: ArrayLike, u: ArrayLike, w: ArrayLike, *, transformed: bool = False
     ) -> GaussianPosterior:
@@ -492,6 +497,7 @@ class RandomGridNP:
         check_outputs(post, "u/w", "inverse (GICNet)", self.dtype, ((ulabel, ut), ("w", wt)), None)
         return post
 
+    @own_precision()
     def calibrate(
         self, x: ArrayLike, u: ArrayLike, z: ArrayLike, w: ArrayLike, **kwargs: Any
     ) -> dict[str, float]:

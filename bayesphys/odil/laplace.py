@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, check_seed, did_you_mean, seed_or_draw
 from .._device import as_tensor
+from .._precision import own_precision
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
 from ._cg_shortfall import _cg_shortfall, _short_reasons
@@ -125,6 +126,7 @@ def _index(problem: DiscreteProblem, names: Sequence[str]) -> Tensor:
     return torch.tensor(idx, dtype=torch.long, device=problem.device)
 
 
+@own_precision()
 def theta_covariance(
     problem: DiscreteProblem,
     x: Tensor,
@@ -370,6 +372,7 @@ def _check_constrained(problem: DiscreteProblem, x: Tensor, r: Tensor, jtw) -> N
         )
 
 
+@own_precision()
 def field_posterior(
     problem: DiscreteProblem,
     x: Tensor,

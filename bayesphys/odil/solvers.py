@@ -27,6 +27,7 @@ from .._checks import check_bool, check_callback, check_int, check_real, did_you
 from .._detached import warn_detached
 from .._device import as_tensor, check_finite
 from .._model import FitResult, autograd_on
+from .._precision import own_precision
 from .._time_budget import TimeBudget
 
 # cg_with_breakdown and check_dense_gn_memory: still importable from here, as before the split
@@ -43,6 +44,7 @@ __all__ = ["cg", "minimize", "jvp_vjp", "dense_jacobian"]
 
 
 @autograd_on()
+@own_precision()
 def minimize(
     problem: DiscreteProblem,
     x0: Tensor | None = None,

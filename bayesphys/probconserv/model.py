@@ -35,6 +35,7 @@ from .._checks import check_real
 from .._detached import warn_detached
 from .._device import as_tensor, model_device
 from .._model import FitResult, autograd_on
+from .._precision import own_precision
 from .._process_state import seeded_build
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem
@@ -199,6 +200,7 @@ class ProbConserv:
         self.config.softc_weight = float(weight)
 
     @autograd_on()
+    @own_precision()
     def fit(
         self,
         data: GPMEData | None = None,
@@ -267,6 +269,7 @@ class ProbConserv:
     def _grid(self, t, x) -> tuple[Tensor, Tensor]:
         return check_grid(self.problem, t, x)
 
+    @own_precision()
     def step1(
         self,
         context: GPMEData,
@@ -328,6 +331,7 @@ class ProbConserv:
             sizes=sizes,
         )
 
+    @own_precision()
     def mass_discrepancy(
         self,
         context: GPMEData,
@@ -345,6 +349,7 @@ class ProbConserv:
         self._check_built("mass_discrepancy")
         return mass_discrepancy_variance(self, context, t, mass=mass, seed=seed)
 
+    @own_precision()
     def calibrate(
         self,
         data: GPMEData | None = None,
@@ -458,6 +463,7 @@ class ProbConserv:
         )
         return run_calibrate(self, s, data, t, objective, selection)
 
+    @own_precision()
     def mass(self, context: GPMEData, t: float | Tensor | None = None) -> Tensor:
         """Analytic total mass :math:`b(t)` ``[B, nt]`` of each context function."""
         self._check_context(context)
@@ -471,6 +477,7 @@ class ProbConserv:
         tt, _ = self._grid(t, None)
         return self.problem.mass(tt[None, :], context.params[:, None].to(_F64)).to(self.device)
 
+    @own_precision()
     def posterior(
         self,
         context: GPMEData,
