@@ -5,7 +5,8 @@ so only claims that do not depend on the sizes are checked, unless the block run
 the shapes, keys, types, file names, warnings and printed lines its comments and the prose next
 to it state are asserted after it, in the same interpreter. Floating-point values are checked
 only with tolerances, and only where the page states a number the run reproduces on any
-platform. The long runs (a minute or more on two cores) are ``slow``.
+platform. The runs over about 10 s on two cores are ``slow`` (``pytest -m slow``), so the
+default suite keeps its time; their blocks still run by default in test_docs_snippets.py.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def test_concepts_plots_return_what_the_page_says(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"bands.png", "field.png", "populations.png"}
 
 
+@pytest.mark.slow  # > 10 s: tests/test_docs_snippets.py runs the block by default
 def test_gp_pde_usage_block(tmp_path):
     _block_then(
         "docs/gp_pde.md",
@@ -121,6 +123,7 @@ def test_gp_pde_usage_block(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"m.pt"}
 
 
+@pytest.mark.slow  # > 10 s: tests/test_docs_snippets.py runs the block by default
 def test_calibration_usage_block(tmp_path):
     _block_then(
         "docs/calibration.md",
@@ -180,6 +183,7 @@ def test_calibration_rows_row_has_the_keys_its_module_docstring_lists():
     }  # fmt: skip
 
 
+@pytest.mark.slow  # > 10 s: tests/test_docs_snippets.py runs the block by default
 def test_probconserv_usage_block_shapes(tmp_path):
     _block_then(
         "docs/probconserv.md",
@@ -214,6 +218,7 @@ def test_probconserv_own_field_prints_round_off(tmp_path):
     assert printed and float(printed.group(1)) < 1e-13, proc.stdout  # round-off, ~1e-14
 
 
+@pytest.mark.slow  # > 10 s: tests/test_docs_snippets.py runs the block by default
 def test_probconserv_own_data_shapes(tmp_path):
     _block_then(
         "docs/probconserv.md",
@@ -226,6 +231,7 @@ def test_probconserv_own_data_shapes(tmp_path):
     )
 
 
+@pytest.mark.slow  # > 10 s: tests/test_docs_snippets.py runs the block by default
 def test_neural_process_usage_block(tmp_path):
     _block_then(
         "docs/neural_process.md",
@@ -288,6 +294,7 @@ def test_odil_own_patient_block(tmp_path):
     )
 
 
+@pytest.mark.slow  # > 10 s: tests/test_docs_snippets.py runs the block by default
 def test_odil_glioma_usage_block(tmp_path):
     _block_then(
         "docs/odil.md",
@@ -307,6 +314,7 @@ def test_odil_glioma_usage_block(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"g.pt"}
 
 
+@pytest.mark.slow  # > 10 s: tests/test_docs_snippets.py runs the block by default
 def test_scale_out_fit_many_prints_the_stated_dims(tmp_path):
     proc = _block_then(
         "docs/scale_out.md",
@@ -326,6 +334,7 @@ def test_scale_out_fit_many_prints_the_stated_dims(tmp_path):
     assert lines[1].split() == ["status", "seconds", "converged", "error"], proc.stdout
 
 
+@pytest.mark.slow  # > 10 s: tests/test_docs_snippets.py runs the block by default
 def test_meta_fm_own_populations_block(tmp_path):
     proc = _block_then(
         "docs/meta_fm.md",
