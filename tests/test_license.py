@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_declared_license_is_the_shipped_one():
-    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    # tomllib is Python >= 3.11; on 3.10, tomli (the same parser, which pytest installs there)
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
     if not (ROOT / "pyproject.toml").exists():
         pytest.skip("not a source checkout")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]

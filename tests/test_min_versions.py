@@ -5,6 +5,7 @@ versions than those the package promises to work with."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ def _name(req: str) -> str:
 def _declared() -> dict[str, str]:
     """``{name: floor}`` of the project's dependencies and its dev extra as the CI's Python
     (3.11: ArviZ's ``python_version < '3.12'`` line) reads them."""
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    # tomllib is Python >= 3.11; on 3.10, tomli (the same parser, which pytest installs there)
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     floors = {}
     for req in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
