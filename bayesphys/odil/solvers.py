@@ -164,7 +164,12 @@ def minimize(
         ``(x, FitResult)``; ``FitResult.extra`` holds per-step ``cg_iters`` for GN/LM (and,
         with ``linear_solver="cg"``, each step's final relative CG residual ``cg_rel`` and
         whether its CG stopped on a breakdown, ``cg_breakdown``; a ``RuntimeWarning`` says
-        when any step's CG stopped above ``cg_tol``, and why). ``x`` is detached: the solve
+        when any step's CG stopped above ``cg_tol``, and why). GN/LM count differently from
+        the training fits (where ``steps == len(loss_history)``): ``FitResult.steps`` counts
+        the steps taken, accepted or rejected (one linear solve each: ``len(extra["cg_iters"])``),
+        and ``loss_history`` holds the loss at ``x0`` and after each accepted step (``1 +`` the
+        accepted steps, those ``callback`` is given), so it is shorter than ``steps + 1`` by
+        the rejected ones. ``x`` is detached: the solve
         is not differentiated (an ``x0`` that requires grad is read detached, with a
         ``UserWarning``; differentiate ``problem``'s residuals at the returned ``x``, e.g. by
         the implicit function theorem, for sensitivities).
