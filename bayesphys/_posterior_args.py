@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_real
+from ._detached import warn_detached
 from ._device import same_device
 from ._process_state import make_generator
 
@@ -78,6 +79,9 @@ def _q_tensor(q, like: Tensor) -> Tensor:
 
 def _check_level(level: float, name: str = "level") -> float:
     if isinstance(level, Tensor) and level.ndim == 0 and level.dtype != torch.bool:
+        # read as a number: an interval is not differentiated in its level (its gradient in a
+        # level that requires grad was dropped without a word)
+        warn_detached("central interval", **{name: level})
         level = level.item()  # a 0-d tensor holding the level
     elif isinstance(level, np.ndarray) and level.ndim == 0:
         level = level.item()

@@ -128,7 +128,9 @@ class _PosteriorBase:
         return self.variance.clamp_min(0).sqrt()
 
     def interval(self, level: float = 0.95) -> tuple[Tensor, Tensor]:
-        """Central marginal interval ``(lower, upper)``, each ``[*batch, *event]``."""
+        """Central marginal interval ``(lower, upper)``, each ``[*batch, *event]``, at
+        ``level`` in ``(0, 1)``: a number (a 0-d tensor or array is read as one, so the
+        interval is not differentiated in it; one that requires grad is a ``UserWarning``)."""
         ((lo, hi),) = self._intervals([level])
         return lo, hi
 
