@@ -5,7 +5,7 @@ so only claims that do not depend on the sizes are checked, unless the block run
 the shapes, keys, types, file names, warnings and printed lines its comments and the prose next
 to it state are asserted after it, in the same interpreter. Floating-point values are checked
 only with tolerances, and only where the page states a number the run reproduces on any
-platform. The runs over about 10 s on two cores are ``slow`` (``pytest -m slow``), so the
+platform. The runs over about 3 s on two cores are ``slow`` (``pytest -m slow``), so the
 default suite keeps its time; their blocks still run by default in test_docs_snippets.py.
 """
 
@@ -51,6 +51,7 @@ def _block_then(page: str, first: str, claims: str, cwd: Path) -> subprocess.Com
     return _run(_source(_key(page, first)) + "\n" + textwrap.dedent(claims), cwd)
 
 
+@pytest.mark.slow  # > 3 s: tests/test_docs_snippets.py runs the block by default
 def test_readme_tour_prints_the_shapes_and_writes_its_files(tmp_path):
     proc = _block_then(
         "README.md",
@@ -67,6 +68,7 @@ def test_readme_tour_prints_the_shapes_and_writes_its_files(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"field.nc", "bands.png"}
 
 
+@pytest.mark.slow  # > 3 s: tests/test_docs_snippets.py runs the block by default
 def test_concepts_own_posterior_shapes(tmp_path):
     _block_then(
         "docs/concepts.md",
@@ -88,6 +90,7 @@ def test_concepts_own_posterior_shapes(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"ens.nc"}
 
 
+@pytest.mark.slow  # > 3 s: tests/test_docs_snippets.py runs the block by default
 def test_concepts_plots_return_what_the_page_says(tmp_path):
     _block_then(
         "docs/concepts.md",
@@ -147,6 +150,7 @@ def test_calibration_usage_block(tmp_path):
     )
 
 
+@pytest.mark.slow  # > 3 s: tests/test_docs_snippets.py runs the block by default
 def test_calibration_own_model_prints_true_false(tmp_path):
     proc = _block_then(
         "docs/calibration.md",
@@ -201,6 +205,7 @@ def test_probconserv_usage_block_shapes(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"stefan.pt"}
 
 
+@pytest.mark.slow  # > 3 s: tests/test_docs_snippets.py runs the block by default
 def test_probconserv_own_field_prints_round_off(tmp_path):
     proc = _block_then(
         "docs/probconserv.md",
@@ -253,6 +258,7 @@ def test_neural_process_usage_block(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"rgnp.pt"}
 
 
+@pytest.mark.slow  # > 3 s: tests/test_docs_snippets.py runs the block by default
 def test_odil_sparse_engine_gives_the_stated_estimate(tmp_path):
     # "Both give D_hat = 0.1002583 and sd 6.5406e-4": the sparse block after the first block's
     # set-up (the matrix-free fit of the first block takes minutes; its cut run is checked by
@@ -275,6 +281,7 @@ def test_odil_sparse_engine_gives_the_stated_estimate(tmp_path):
     )
 
 
+@pytest.mark.slow  # > 3 s: tests/test_docs_snippets.py runs the block by default
 def test_odil_own_patient_block(tmp_path):
     _block_then(
         "docs/odil.md",
@@ -420,6 +427,7 @@ def test_cohort_tutorial_lists_the_files_the_example_writes(tmp_path):
     assert u.sizes["patient"] == 2
 
 
+@pytest.mark.slow  # > 3 s: tests/test_docs_snippets.py runs the block by default
 def test_ddp_tutorial_lists_the_files_the_example_writes(tmp_path):
     # docs/tutorials/ddp-training.md: checkpoint.pt, run_<model>.json and summary.json; no
     # InferenceData and no figure

@@ -102,6 +102,7 @@ def test_a_benchmark_script_prints_its_table_on_an_ascii_console(tmp_path):
     assert b"| b | - |" in out.stdout
 
 
+@pytest.mark.slow  # a whole example run; the benchmark-script test covers the same wrapper
 def test_an_example_script_prints_a_non_ascii_out_folder(tmp_path):
     """`python examples/tutorial_arviz.py --out 'tü tor'` fitted, wrote its files and then
     failed printing where they were (UnicodeEncodeError, exit status 1)."""
