@@ -5,7 +5,10 @@
   ``laplace_covariance`` fell back to the Gauss-Newton matrix (sds about 1.5 times wider)
   with a ``RuntimeWarning`` that theta is no local minimum;
 * under ``torch.autograd.set_detect_anomaly(True)`` the vectorised Hessian failed with
-  "Batching rule not implemented for aten::item" (the anomaly check reads each gradient).
+  "Batching rule not implemented for aten::item" (the anomaly check reads each gradient);
+* a residual function capturing data made inside ``torch.inference_mode()`` failed in
+  ``minimize``, ``theta_covariance`` and ``field_posterior`` with torch's error raised from
+  the user's line, which named neither the call recording the graph nor the tensor's origin.
 """
 
 from __future__ import annotations
@@ -59,3 +62,36 @@ def test_a_fit_inside_inference_mode_sets_the_exact_hessians_posterior(fitted):
         model.fit(progress=False)
     torch.testing.assert_close(model.theta_cov, ref_model.theta_cov, rtol=1e-12, atol=0)
     torch.testing.assert_close(model.theta_cov, ref, rtol=1e-12, atol=0)
+
+
+def _problem_with_inference_data():
+    from bayesphys.odil import DiscreteProblem
+
+    with torch.inference_mode():  # the caller's data, made in an evaluation block
+        y = torch.linspace(0.0, 1.0, 6, dtype=torch.float64)
+
+    def residuals(fields, params):
+        return {"data": (fields["u"] - params["c"]) * y, "prior": fields["u"] / 10}
+
+    return DiscreteProblem({"u": (6,)}, {"c": 0.5}, residuals)
+
+
+@pytest.mark.parametrize("call", ["minimize-adam", "minimize-lm", "theta_covariance", "field"])
+def test_residual_data_made_inside_inference_mode_is_named_with_the_remedy(call):
+    from bayesphys.odil import field_posterior, minimize, theta_covariance
+
+    prob = _problem_with_inference_data()
+    x0 = torch.zeros(7, dtype=torch.float64)
+    run = {
+        "minimize-adam": lambda: minimize(prob, method="adam", steps=2),
+        "minimize-lm": lambda: minimize(prob, method="lm", steps=2),
+        "theta_covariance": lambda: theta_covariance(prob, x0),
+        "field": lambda: field_posterior(prob, x0, "u"),
+    }[call]
+    owner = {"field": "field_posterior"}.get(call, call.split("-")[0])
+    with pytest.raises(
+        RuntimeError, match=rf"^{owner}: a tensor created inside torch\.inference_mode\(\)"
+    ) as info:
+        run()
+    assert "outside the block" in str(info.value) and "torch.no_grad()" in str(info.value)
+    assert "Inference tensors cannot be saved" in str(info.value.__cause__)
