@@ -44,7 +44,9 @@ def heat_data(n: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs ``[n, 3]`` = (x, t, kappa) uniform on [0,1] x [0,0.5] x [0.1,1]; targets
     ``[n, 1]``."""
     gen = torch.Generator().manual_seed(seed)
-    z = torch.rand(n, 3, generator=gen)
+    # float32 whatever torch's default dtype (under a float64 default the same seed drew
+    # other data, in float64)
+    z = torch.rand(n, 3, generator=gen, dtype=torch.float32)
     z[:, 1] *= 0.5
     z[:, 2] = 0.1 + 0.9 * z[:, 2]
     u = torch.exp(-z[:, 2] * math.pi**2 * z[:, 1]) * torch.sin(math.pi * z[:, 0])
@@ -53,12 +55,13 @@ def heat_data(n: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def make_model(width: int = 64) -> torch.nn.Module:
     """MLP 3 -> width -> width -> 1 (tanh), float32."""
+    f32 = torch.float32  # whatever torch's default dtype (a float64 default built float64)
     return torch.nn.Sequential(
-        torch.nn.Linear(3, width),
+        torch.nn.Linear(3, width, dtype=f32),
         torch.nn.Tanh(),
-        torch.nn.Linear(width, width),
+        torch.nn.Linear(width, width, dtype=f32),
         torch.nn.Tanh(),
-        torch.nn.Linear(width, 1),
+        torch.nn.Linear(width, 1, dtype=f32),
     )
 
 

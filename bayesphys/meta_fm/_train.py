@@ -296,7 +296,9 @@ def batch_loss(
     p, n, d = x0.shape
     # ot_full batches are already paired (by the whole-population plans)
     x0c, x1c = couple(x0, x1, "index" if coupling == "ot_full" else coupling, gen)
-    t = torch.rand(p, n, generator=gen).to(device=device, dtype=dtype)
+    # drawn in float32 whatever the default dtype (under a float64 default the same seed
+    # drew other times, and the fit went elsewhere), then cast to the model's dtype
+    t = torch.rand(p, n, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
     xt, u = _interpolate(x0c, x1c, t)  # t in [0, 1): no value check, no sync
     # one condition row per population, broadcast over its n points
     v = field(t, xt, None if cond is None else cond[:, None, :])

@@ -78,7 +78,9 @@ def type_frame_loss(
     pop = torch.arange(p, device=x0.device)[:, None]
     c = ctr[pop, i]  # the source point's type centre: the same shift for both ends
     x0c, x1c = x0[pop, i] - c, x1[pop, j] - c
-    t = torch.rand(p, n, generator=gen).to(device=device, dtype=dtype)
+    # drawn in float32 whatever the default dtype (under a float64 default the same seed
+    # drew other times, and the fit went elsewhere), then cast to the model's dtype
+    t = torch.rand(p, n, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
     xt, u = _interpolate(x0c, x1c, t)  # t in [0, 1): no value check, no sync
     v = field(t, xt, None if cond is None else cond[:, None, :], types[pop, i])
     return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))

@@ -322,7 +322,10 @@ class MetaFlowMatching:
         on where the last call stopped (and is saved with the model; ``seed`` restarts it from
         ``seed + 1``), and the normalisation (``normalize``) estimated before the first step is
         kept. Each call builds fresh Adam optimisers, and ``lr_schedule="cosine"`` runs over
-        that call's ``steps``; so ``fit(500)`` twice is not ``fit(1000)``.
+        that call's ``steps``; so ``fit(500)`` twice is not ``fit(1000)``. The batches' draws
+        do not depend on torch's default dtype (the flow times are drawn in float32, then
+        cast to the model's ``dtype``): a fit under ``torch.set_default_dtype(torch.float64)``
+        is the fit under float32, bit for bit.
 
         Returns a :class:`~bayesphys.FitResult` (``extra["seconds_per_1k_steps"]``, NaN for a
         call of no step). A

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, did_you_mean
-from .._model import FitResult
+from .._model import FitResult, autograd_on
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from .solvers import minimize
@@ -165,9 +165,14 @@ def hessian_covariance(model: GliomaModel, hessian: str) -> Tensor:
         # small: the same values as row by row in about half the time, but p times the
         # memory (a three-focus 3-D atlas case went from 8 GB to beyond 23 GB)
         cells = model._wm.numel() * model.steps * model.theta.numel()
-        he = torch.autograd.functional.hessian(
-            model.loss, model.theta, vectorize=cells <= _VECTORIZED_HESSIAN_CELLS
-        )
+        # row by row under torch.autograd.set_detect_anomaly(True): the anomaly check of
+        # the batched pass reads each gradient with .item(), which vmap cannot batch (the
+        # fit failed with "Batching rule not implemented for aten::item"); the same values
+        vectorize = cells <= _VECTORIZED_HESSIAN_CELLS and not torch.is_anomaly_enabled()
+        # autograd on: inside torch.inference_mode() the Hessian came back zero, so the
+        # covariance fell back to J^T J with a warning that theta is no minimum
+        with autograd_on():
+            he = torch.autograd.functional.hessian(model.loss, model.theta, vectorize=vectorize)
         he = 0.5 * (he + he.T)
         finite = bool(torch.isfinite(he).all())
         low = float(torch.linalg.eigvalsh(he).min()) if finite else float("nan")

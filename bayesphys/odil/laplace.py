@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, check_seed, did_you_mean, seed_or_draw
 from .._device import as_tensor
+from .._inference_tensors import inference_tensors_named
 from .._precision import own_precision
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
@@ -126,6 +127,7 @@ def _index(problem: DiscreteProblem, names: Sequence[str]) -> Tensor:
     return torch.tensor(idx, dtype=torch.long, device=problem.device)
 
 
+@inference_tensors_named("theta_covariance", "data or an index the residual function captures")
 @own_precision()
 def theta_covariance(
     problem: DiscreteProblem,
@@ -140,6 +142,9 @@ def theta_covariance(
     warn_inexact: bool = True,
 ) -> tuple[Tensor, dict]:
     r"""Laplace marginal covariance ``[p, p]`` of ``params`` (default: all parameters).
+
+    As for :func:`~bayesphys.odil.minimize`, residual data created inside
+    ``torch.inference_mode()`` is a ``RuntimeError`` naming the remedy.
 
     Uses the Schur complement of the Gauss-Newton matrix (module docstring). ``dense=True``
     forms :math:`H` and inverts it (reference for tests; a ``MemoryError`` before the
@@ -372,6 +377,7 @@ def _check_constrained(problem: DiscreteProblem, x: Tensor, r: Tensor, jtw) -> N
         )
 
 
+@inference_tensors_named("field_posterior", "data or an index the residual function captures")
 @own_precision()
 def field_posterior(
     problem: DiscreteProblem,
@@ -388,7 +394,9 @@ def field_posterior(
     r"""Laplace marginal of one field as a :class:`~bayesphys.GaussianPosterior` (event = its grid).
 
     ``x [n]``: the unknowns at the mode (e.g. :func:`minimize`'s); the posterior's event is
-    the field's plain grid, ``[*shape]`` (``problem.field_shapes[field]``).
+    the field's plain grid, ``[*shape]`` (``problem.field_shapes[field]``). As for
+    :func:`minimize`, residual data created inside ``torch.inference_mode()`` is a
+    ``RuntimeError`` naming the remedy.
 
     If the number of unknowns ``n <= dense_max``: exact block of :math:`H^{-1}` (dense
     covariance; a ``MemoryError`` naming ``dense_max`` before the Jacobian when it and

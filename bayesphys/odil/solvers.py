@@ -26,6 +26,7 @@ from torch import Tensor
 from .._checks import check_bool, check_callback, check_int, check_real, did_you_mean
 from .._detached import warn_detached
 from .._device import as_tensor, check_finite
+from .._inference_tensors import inference_tensors_named
 from .._model import FitResult, autograd_on
 from .._precision import own_precision
 from .._time_budget import TimeBudget
@@ -43,6 +44,7 @@ from .sparse import ColouredJacobian
 __all__ = ["cg", "minimize", "jvp_vjp", "dense_jacobian"]
 
 
+@inference_tensors_named("minimize", "data or an index the residual function captures")
 @autograd_on()
 @own_precision()
 def minimize(
@@ -65,6 +67,11 @@ def minimize(
     max_seconds: float | None = None,
 ) -> tuple[Tensor, FitResult]:
     r"""Minimise :math:`\tfrac12\lVert r(x)\rVert^2` of ``problem`` from ``x0``.
+
+    Runs with autograd on inside the caller's ``torch.no_grad()`` or
+    ``torch.inference_mode()``; a tensor the residual function captures that was created
+    inside ``torch.inference_mode()`` cannot be recorded, and is a ``RuntimeError`` naming
+    ``minimize`` and the remedy (create it outside the block, or clone it there).
 
     Parameters
     ----------

@@ -327,6 +327,9 @@ def synthetic_patient(
 ) -> dict:
     r"""A synthetic patient on the phantom (module docstring); unspecified parameters are drawn.
 
+    ``seed`` fixes the patient whatever torch's default dtype (the parameters and the focus are
+    drawn in float32, then simulated in ``dtype``).
+
     ``phantom`` may be any tissue-map dict with ``wm, gm, brain, spacing`` (2-D or 3-D, e.g.
     :func:`mni_atlas`); the focus is drawn in white matter (WM > 0.9) within the central 60 %
     of each axis. Returns a dict with ``wm, gm, brain, labels, pet, c_true [*grid],
@@ -416,10 +419,12 @@ def synthetic_patient(
     shape = tuple(ph["wm"].shape)
     nd = len(shape)
 
+    # the draws of the parameters and the focus are float32 (torch's own default, under which
+    # every committed result was computed) whatever the caller's default dtype: under a
+    # float64 default the same seed drew another D_w, rho and focus (another patient)
     def logu(lo, hi):
-        return math.exp(
-            math.log(lo) + (math.log(hi) - math.log(lo)) * float(torch.rand((), generator=g))
-        )
+        u = float(torch.rand((), generator=g, dtype=torch.float32))
+        return math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * u)
 
     # checked before any simulation: rho = 0 raised ZeroDivisionError (ell) only after both
     # solves, dw <= 0 a bare "math domain error"
@@ -433,7 +438,7 @@ def synthetic_patient(
     extra_foci = check_int("extra_foci", extra_foci, minimum=0)
     if focus is None:
         wm_ok = (ph["wm"] > 0.9).nonzero()
-        size = torch.tensor(shape, device=wm_ok.device)
+        size = torch.tensor(shape, device=wm_ok.device, dtype=torch.float32)
         near = wm_ok[((wm_ok - size / 2).abs() < size * 0.3).all(1)]
         if len(near) == 0:  # torch.randint failed with "random_ expects 'from' < 'to'"
             raise ValueError(
@@ -442,7 +447,7 @@ def synthetic_patient(
             )
         pick = near[int(torch.randint(len(near), (), generator=g))]
         jitter = torch.rand(nd, generator=g, dtype=dtype) - 0.5
-        focus = tuple(float((pick[k] + 0.5 + jitter[k]) * spacing) for k in range(nd))
+        focus = tuple(float((pick[k].to(dtype) + 0.5 + jitter[k]) * spacing) for k in range(nd))
     if isinstance(focus, Tensor):  # torch.tensor(a tensor) warned to detach and clone it
         focus = focus.detach().cpu().tolist()
     try:
