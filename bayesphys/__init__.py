@@ -20,7 +20,7 @@ with _warnings.catch_warnings():
     import linear_operator as _linear_operator  # noqa: F401
 
 from ._checkpoint import load_checkpoint, save_checkpoint
-from ._checks import check_int, check_real, check_seed, stream_seed
+from ._checks import MissingPackage, check_int, check_real, check_seed, stream_seed
 from ._device import as_tensor, check_finite, model_device, resolve_device, resolve_dtype
 from ._model import DivergenceError, DivergenceGuard, FitResult, optimize
 from ._process_state import seed_everything, seeded
@@ -54,6 +54,7 @@ __all__ = [
     "check_real",
     "check_seed",
     "stream_seed",
+    "MissingPackage",
     "as_tensor",
     "fit_many",
     "FitManyResult",

@@ -355,7 +355,11 @@ def check_broadcasts(name: str, shape: Any, target: Any, what: str) -> None:
 class MissingPackage(ImportError):
     """An optional package that a call needs is not installed; the message names what to
     install (``pip install "bayesphys[atlas]"``). The ``bayesphys`` command prints it without a
-    traceback and exits with status 1."""
+    traceback and exits with status 1.
+
+    Exported as ``bayesphys.MissingPackage``, so a caller can tell a missing optional package
+    (``except bayesphys.MissingPackage``) from other errors; as an ``ImportError`` subclass it
+    is caught by ``except ImportError`` too."""
 
 
 def missing_module(*modules: str) -> str | None:

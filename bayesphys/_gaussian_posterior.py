@@ -362,6 +362,11 @@ class GaussianPosterior(_PosteriorBase):
         dtype) fixes the standard-normal noise, for common random numbers across posteriors.
         Differentiable in the mean and the covariance (through its structured root) for the
         built-in roots; a custom ``root`` carries whatever graph it holds.
+
+        A covariance singular to working precision is factorised with jitter on its diagonal
+        (:math:`L L^\\top = \\Sigma + \\epsilon I`): its draws, as its ``log_prob``, are those of
+        the jittered matrix, and the first of them warns (``RuntimeWarning``, once per
+        posterior; :meth:`sample` too).
         """
         shape = _size(sample_shape)
         m = self._base_dim()

@@ -175,6 +175,8 @@ class StructuredRoot:
 
     ``apply`` maps base draws ``[*, *batch, M]`` to ``[*, *batch, N]``; ``logdet`` and
     ``solve`` give :math:`\log|\Sigma|` and :math:`\Sigma^{-1} v` for Gaussian log densities.
+    A root whose Cholesky factor needed jitter warns (``RuntimeWarning``) at the first of these
+    calls, once per root.
     """
 
     def __init__(self, apply, base_dim: int, logdet, solve):
@@ -205,8 +207,8 @@ def _cols(a: Tensor, z: Tensor):
 
 
 def _warn_jittered(root: StructuredRoot, name: str, jitter: float) -> None:
-    """Warn, once per ``root``, that a density is that of a jittered covariance (a singular
-    one has none)."""
+    """Warn, once per ``root``, that a density, a solve or a draw is that of a jittered
+    covariance (a singular one has no density)."""
     if not jitter or root.jitter_warned:
         return
     warnings.warn(
@@ -286,6 +288,7 @@ def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
     chol, jitter = _psd_cholesky_jitter(a, name)
 
     def apply(z):
+        _warn_jittered(root, name, jitter)  # draws are those of the jittered matrix too
         zz, undo = _cols(chol, z)
         return undo(chol @ zz)
 
@@ -370,6 +373,7 @@ def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
     n = math.prod(sizes)
 
     def apply(z):
+        _warn_jittered(root, name, jitter)  # draws are those of the jittered factors too
         return kron_matvec(chols, z)
 
     def logdet():

@@ -87,10 +87,14 @@ def method_style(j: int, n: int) -> dict:
 NOISE_FREE_BAND = "95% band of u (noise-free)"
 
 
-def plot_observations(ax, x, y, noise: float, *, color: str = "C3", ms: float = 4, **kwargs):
+def plot_observations(
+    ax, x, y, noise: float, *, color: str = OKABE_ITO["vermillion"], ms: float = 4, **kwargs
+):
     """Noisy observations ``y`` at ``x`` with bars of ±1.96 ``noise`` (their own 95% noise
     interval), so that one outside the noise-free band of the field does not read as a
-    miscalibration. Returns the errorbar container."""
+    miscalibration. Returns the errorbar container. The default colour is the Okabe-Ito
+    vermillion, that of the observations of :func:`bayesphys.plot_bands` (matplotlib's
+    ``"C3"`` red before, outside the palette of the other figures)."""
     kwargs.setdefault("label", f"observations ±1.96σ (σ={noise:g})")
     return ax.errorbar(
         x, y, yerr=1.96 * noise, fmt="o", color=color, ms=ms, elinewidth=0.8, capsize=2, **kwargs

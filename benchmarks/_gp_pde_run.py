@@ -66,7 +66,7 @@ def _coverage(model: GPPDESolver, n_test: int) -> tuple[float | None, float | No
             ]
         post = model.posterior(ta)
     except (NotImplementedError, ValueError) as err:
-        print(f"  coverage unavailable: {err}", flush=True)
+        print(f"  coverage unavailable: {err}", file=sys.stderr, flush=True)
         return None, None
     lo, hi = post.interval(0.95)
     ex = model.problem.solution(ta)
@@ -114,7 +114,9 @@ def run_one(
         m.warm_start_from(mc)
         extra_s, extra_cpu, extra_steps = rc.seconds, rc.extra["cpu_seconds"], rc.steps
         budget = max(budget - extra_cpu, 1.0)
-        print(f"  coarse {coarse}: rel_l2 {rc.extra.get('rel_l2'):.3g}", flush=True)
+        print(
+            f"  coarse {coarse}: rel_l2 {rc.extra.get('rel_l2'):.3g}", file=sys.stderr, flush=True
+        )
     final_newton = fit_kw.pop("final_newton", False)
     if steps > 0:
         res = m.fit(progress=False, eval_every=every, max_seconds=budget, clock="cpu", **fit_kw)
@@ -130,7 +132,9 @@ def run_one(
         res.extra["rel_l2"] = m.rel_l2()
         res.extra["rel_l2_best"] = min(res.extra.get("rel_l2_best", 1e300), res.extra["rel_l2"])
         res.message += f"; final solve {stats}"
-        print(f"  final solve: rel_l2 {res.extra['rel_l2']:.3g} {stats}", flush=True)
+        print(
+            f"  final solve: rel_l2 {res.extra['rel_l2']:.3g} {stats}", file=sys.stderr, flush=True
+        )
     cov, ratio = _coverage(m, 300 if m.dim == 1 else 40)
     metrics = {
         "rel_l2": res.extra.get("rel_l2"),
@@ -145,6 +149,7 @@ def run_one(
     print(
         f"{problem:26s} {method:20s} "
         + " ".join(f"{k}={v:.3g}" for k, v in metrics.items() if v is not None),
+        file=sys.stderr,
         flush=True,
     )
     setting = {

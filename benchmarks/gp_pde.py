@@ -131,6 +131,7 @@ def scaling_rows(sizes: list[int], dense_max: int, device) -> list[dict]:
             )
             print(
                 f"scaling n={n:5d} {kind:5s} {dt:8.3f} cpu-s {mem / 2**20:10.1f} MB measured",
+                file=sys.stderr,
                 flush=True,
             )
     return rows
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
         srows = scaling_rows(sizes, 24 if args.quick else 70, device)
         rows += srows
         img = (out_dir or pathlib.Path(__file__).resolve().parents[1] / "docs") / "img"
-        print(scaling_plot(srows, img / "gp_pde_scaling.png"))
+        print(f"wrote {scaling_plot(srows, img / 'gp_pde_scaling.png')}", file=sys.stderr)
         cmd = old.get("command", "bayesphys bench gp_pde")
         if "--scaling-only" not in cmd:
             cmd += " ; scaling rows from benchmarks/gp_pde.py --scaling-only"

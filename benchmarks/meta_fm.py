@@ -303,8 +303,8 @@ def main(argv: list[str] | None = None) -> Path:
     if out is None and args.quick:
         out = tempfile.mkdtemp(prefix="bench_meta_fm_")
 
-    def log(msg: str) -> None:
-        print(msg, flush=True)
+    def log(msg: str) -> None:  # progress: stdout is kept for the "results: PATH" line
+        print(msg, file=sys.stderr, flush=True)
 
     cmd = recorded_command(__file__, argv, device=str(device))
     problems = args.problems

@@ -196,7 +196,11 @@ def _p1_seed(seed: int, test: dict, sub: dict, steps: int, val: dict, dev) -> di
     raw = _pick(evaluate_poisson(m_rg, test))
     cal = m_rg.calibrate(val["x"], val["u"], val["z"], val["w"], parameters=False)
     e_rg = {**_pick(evaluate_poisson(m_rg, test)), **_raw_and_scales(raw, cal)}
-    print(f"  seed {seed}: R0 {e_r0['nse_z']:.3f}, RGNP {e_rg['nse_z']:.3f} (NSE_z)", flush=True)
+    print(
+        f"  seed {seed}: R0 {e_r0['nse_z']:.3f}, RGNP {e_rg['nse_z']:.3f} (NSE_z)",
+        file=sys.stderr,
+        flush=True,
+    )
     return {
         "R0": {**e_r0, **cost(r_r0)},
         "RGNP": {**e_rg, **cost(r_rg)},
@@ -230,7 +234,9 @@ def speed_rows(dev, *, chunk: int = 60, repeats: int = 5, warmup: int = 10) -> l
                     per.append(r.seconds / r.steps)
                 sec = float(np.median(per))
                 print(
-                    f"  speed {meth} threads={th}: {sec:.4f} s/step (reference {ref})", flush=True
+                    f"  speed {meth} threads={th}: {sec:.4f} s/step (reference {ref})",
+                    file=sys.stderr,
+                    flush=True,
                 )
                 rows.append(
                     bench_row(
@@ -342,7 +348,7 @@ def _run_parts(
                     "final P1 NSE_u on 200 test cases / R0 steps; the worst seed)",
                 )
             )
-        print(json.dumps(rows[-3:], indent=0, default=float)[:3000], flush=True)
+        print(json.dumps(rows[-3:], indent=0, default=float)[:3000], file=sys.stderr, flush=True)
         finished("P1", *(["C1"] if "C1" not in skip else []))
     if "P3" not in skip and p1:
         spreads: dict[str, dict[str, float]] = {}
@@ -414,7 +420,7 @@ def _run_parts(
                     setting={"steps": r.steps, "sensors": 54, "sigma_y": 0.05},
                 )
             )
-        print(json.dumps(rows[-2:], indent=0, default=float)[:2000], flush=True)
+        print(json.dumps(rows[-2:], indent=0, default=float)[:2000], file=sys.stderr, flush=True)
         finished("P2")
     if "B1" not in skip:
         btest = burgers_test_set(20 if q else 100, seed=0)
@@ -448,7 +454,7 @@ def _run_parts(
                     "from 225 random interior reference values",
                 )
             )
-        print(json.dumps(rows[-2:], indent=0, default=float)[:2000], flush=True)
+        print(json.dumps(rows[-2:], indent=0, default=float)[:2000], file=sys.stderr, flush=True)
         finished("B1")
     if "SPEED" not in skip:
         rows += speed_rows(dev, chunk=5 if q else 60, repeats=2 if q else 5, warmup=2 if q else 10)

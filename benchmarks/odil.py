@@ -52,7 +52,7 @@ from bayesphys._bench import (
 from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
 from bayesphys._files import out_folder_arg
-from bayesphys.problems.glioma import _atlas_unavailable
+from bayesphys.problems.glioma import atlas_unavailable_reason
 
 # the helper modules beside this script (one per benchmark problem); names that other scripts
 # reach on this one stay bound here (coarsened_model, _fit_case)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     dev = resolve_device(args.device)  # 'auto' is no torch device name
     todo = args.only
     atlas = [k for k in ("B2", "B5") if k in todo]
-    missing = _atlas_unavailable() if atlas else ""
+    missing = atlas_unavailable_reason() if atlas else None
     if missing and (not args.quick or todo != _ALL.split(",")):
         # named in --only, or a full run: their rows were "not run" notes and the run "done"
         # (status 0), and a full run replaced the committed B2 / B5 rows with those notes

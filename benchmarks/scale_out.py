@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -127,7 +128,8 @@ def _cohort_rows(
                     print(
                         f"{name:6s} {mode:4s} N={n:2d}: {wall:6.2f} s vs sequential "
                         f"{seq_wall:6.2f} s  x{speed:4.2f}  per task {task_sum / n:5.2f} s vs "
-                        f"{seq_sum / n:5.2f} s  load {load}"
+                        f"{seq_sum / n:5.2f} s  load {load}",
+                        file=sys.stderr,
                     )
             finally:
                 if cleanup is not None:
@@ -219,7 +221,8 @@ def _probe_rows(quick: bool) -> list[dict]:
             )
         )
         print(
-            f"cpu probe: 1 proc {t1:.2f} s, 2 at once {t2:.2f} s each -> x{speed:.2f}  load {load}"
+            f"cpu probe: 1 proc {t1:.2f} s, 2 at once {t2:.2f} s each -> x{speed:.2f}  load {load}",
+            file=sys.stderr,
         )
     return rows
 
@@ -290,7 +293,10 @@ def _ddp_rows(model: str, quick: bool) -> list[dict]:
             )
         )
         extra = f"  bound x{metrics['speedup_bound']:.2f}" if bound else ""
-        print(f"{model} x{nproc} batch {per_rank}: {sps:10.1f} samples/s{extra}  load {load}")
+        print(
+            f"{model} x{nproc} batch {per_rank}: {sps:10.1f} samples/s{extra}  load {load}",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -327,11 +333,14 @@ def main(argv: list[str] | None = None) -> Path:
             try:
                 __import__(mod)
             except ImportError:
-                print(f"skip {e}: not installed (pip install 'bayesphys[distributed]')")
+                print(
+                    f"skip {e}: not installed (pip install 'bayesphys[distributed]')",
+                    file=sys.stderr,
+                )
                 skipped.append(e)
                 continue
             except Exception as err:  # noqa: BLE001 - a broken install: skip it, say why
-                print(f"skip {e}: import failed ({type(err).__name__}: {err})")
+                print(f"skip {e}: import failed ({type(err).__name__}: {err})", file=sys.stderr)
                 skipped.append(e)
                 continue
         available.append(e)
@@ -341,7 +350,7 @@ def main(argv: list[str] | None = None) -> Path:
         ns, size, steps = [1, 4, 16], {"n": 300, "m": 150}, 150
     cohort = any(e != "sequential" for e in available)
     if not cohort:
-        print(NO_COHORT_NOTE.strip())
+        print(NO_COHORT_NOTE.strip(), file=sys.stderr)
     rows = _probe_rows(args.quick)
     if cohort:  # sequential is measured as each row's paired baseline
         rows += _cohort_rows(ns, available, size, steps, warm=not args.quick)

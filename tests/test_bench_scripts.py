@@ -201,7 +201,23 @@ def test_scale_out_records_the_options_that_change_its_rows(tmp_path, monkeypatc
     payload = json.loads(path.read_text())
     assert payload["command"] == "bayesphys bench scale_out --quick --executors sequential --no-ddp"
     # sequential alone is only the baseline: no cohort rows, and the run says so
-    assert "No cohort rows" in payload["note"] and "No cohort rows" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "No cohort rows" in payload["note"] and "No cohort rows" in printed.err
+    assert printed.out == ""  # stdout is kept for the "results: PATH" line
+
+
+def test_scale_out_prints_its_progress_on_stderr(tmp_path, monkeypatch, capsys):
+    """Progress lines (the CPU probe's, one per row) were on stdout beside the final
+    "results: PATH" line, so ``bayesphys bench scale_out ... | tail -1`` was needed to read it."""
+    mod = script_module(str(BENCH / "scale_out.py"))
+    monkeypatch.setattr(mod, "_spin", lambda n, k: [0.5] * k)  # no timing loop
+    monkeypatch.setattr(mod, "_load", lambda: 0.0)
+    monkeypatch.setattr(mod, "_cohort_rows", _boom)
+    path = mod.main(["--quick", "--executors", "sequential", "--no-ddp", "--out", str(tmp_path)])
+    assert len(json.loads(path.read_text())["rows"]) == 2  # the probe, before and after
+    printed = capsys.readouterr()
+    assert printed.err.count("cpu probe: 1 proc 0.50 s, 2 at once 0.50 s each") == 2
+    assert printed.out == ""
 
 
 OUT_STARTS = [  # (script, the functions that would start its benchmark)
@@ -329,13 +345,14 @@ def test_scale_out_skips_an_engine_that_is_not_installed_with_a_note(tmp_path, m
     argv = ["--quick", "--executors", "sequential,local,ray", "--no-ddp", "--out", str(tmp_path)]
     path = mod.main(argv)
     assert measured == ["sequential", "local"]
-    assert "skip ray: not installed" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "skip ray: not installed" in printed.err and printed.out == ""
     note = json.loads(path.read_text())["note"]
     assert note.endswith("Skipped (not importable here): ray.")
     # ray alone, not installed: no cohort rows (nothing is run for them), and the run says so
     measured.clear()
     path = mod.main(["--quick", "--executors", "ray", "--no-ddp", "--out", str(tmp_path)])
-    assert measured == [] and "No cohort rows" in capsys.readouterr().out
+    assert measured == [] and "No cohort rows" in capsys.readouterr().err
     note = json.loads(path.read_text())["note"]
     assert "Skipped (not importable here): ray." in note and "No cohort rows" in note
 

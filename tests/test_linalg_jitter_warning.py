@@ -83,3 +83,30 @@ def test_the_warning_says_draws_share_the_jittered_covariance():
     assert "unaffected" not in msg and "draws are those of the jittered matrix" in msg
     draws = p.sample((20000,), seed=0)
     assert float(draws[:, 3].var()) > 10 * 1e-6  # widened, as the message says
+
+
+def test_draws_through_a_jittered_factor_warn_once_per_posterior_at_the_user_line():
+    """sample / rsample drew through the jittered factor without a word, while log_prob
+    warned that its density was that of the jittered matrix."""
+    p = GaussianPosterior(torch.zeros(50, dtype=F64), _singular())
+    got = _jitter_warnings(lambda: p.sample((3,), seed=0))
+    assert len(got) == 1 and got[0].category is RuntimeWarning and got[0].filename == __file__
+    assert "draws are those of the jittered matrix" in str(got[0].message)
+    # once per posterior: later draws and densities of the same posterior do not repeat it
+    assert _jitter_warnings(lambda: p.rsample((2,))) == []
+    assert _jitter_warnings(lambda: p.log_prob(torch.zeros(50, dtype=F64))) == []
+    q = GaussianPosterior(torch.zeros(50, dtype=F64), _singular())
+    assert len(_jitter_warnings(lambda: q.rsample((2,)))) == 1  # rsample alone warns too
+
+
+def test_kronecker_draws_through_a_jittered_factor_warn_once():
+    cov = KroneckerProductLinearOperator(_singular(50), torch.eye(2, dtype=F64))
+    p = GaussianPosterior(torch.zeros(100, dtype=F64), cov)
+    got = _jitter_warnings(lambda: p.sample((2,), seed=0))
+    assert len(got) == 1 and got[0].filename == __file__
+    assert _jitter_warnings(lambda: p.sample((2,), seed=1)) == []
+
+
+def test_draws_of_a_well_conditioned_covariance_do_not_warn():
+    p = GaussianPosterior(torch.zeros(5, dtype=F64), torch.eye(5, dtype=F64))
+    assert _jitter_warnings(lambda: p.sample((4,), seed=0)) == []

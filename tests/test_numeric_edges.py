@@ -62,8 +62,11 @@ def test_kron_plus_diag_needs_a_positive_definite_sum_only():
 
 def test_singular_dense_covariance_warns_that_the_density_is_the_jittered_ones():
     post = GaussianPosterior(torch.zeros(2, dtype=F64), torch.ones(2, 2, dtype=F64))
-    draws = post.sample((3,), generator=torch.Generator().manual_seed(0))  # sampling: no warning
+    # draws go through the jittered factor too: they warn as well (once per posterior)
+    with pytest.warns(RuntimeWarning, match="singular to working precision"):
+        draws = post.sample((3,), generator=torch.Generator().manual_seed(0))
     assert torch.allclose(draws[:, 0], draws[:, 1], atol=1e-4)
+    post = GaussianPosterior(torch.zeros(2, dtype=F64), torch.ones(2, 2, dtype=F64))
     with pytest.warns(RuntimeWarning, match="singular to working precision"):
         post.log_prob(torch.ones(2, dtype=F64))
     regular = GaussianPosterior(torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64))

@@ -319,3 +319,18 @@ def test_plot_field_refuses_the_wrong_number_of_axes():
     _, axes = plt.subplots(1, 3)
     with pytest.raises(ValueError, match=r"axes: expected 4 Axes .*received 3"):
         plot_field(_field_post(), truth=torch.zeros(4, 5), axes=axes)
+
+
+def test_observations_with_noise_bars_are_drawn_in_the_palettes_vermillion():
+    """The examples' observations (with their noise bars) were matplotlib's "C3" red, outside
+    the Okabe-Ito palette of every other figure; plot_bands draws its observations in
+    vermillion."""
+    from bayesphys._plotting import OKABE_ITO, plot_observations
+
+    fig, ax = plt.subplots()
+    bars = plot_observations(ax, np.arange(3.0), np.ones(3), 0.1)
+    want = matplotlib.colors.to_rgba(OKABE_ITO["vermillion"])
+    assert OKABE_ITO["vermillion"] == "#D55E00"
+    assert matplotlib.colors.to_rgba(bars.lines[0].get_color()) == want
+    assert tuple(bars.lines[2][0].get_colors()[0]) == want  # the noise bars
+    plt.close(fig)

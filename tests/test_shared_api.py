@@ -122,3 +122,15 @@ def test_the_api_page_lists_the_core_under_its_public_names():
             continue
     missing = sorted(set(private) - listed - exported)
     assert private and not missing, missing
+
+
+def test_missing_package_is_exported_and_is_what_a_missing_optional_package_raises():
+    """``MissingPackage`` was importable only from a private module, so a user could not write
+    ``except bayesphys.MissingPackage``."""
+    import bayesphys
+    from bayesphys._checks import require
+
+    assert "MissingPackage" in bayesphys.__all__
+    assert issubclass(bayesphys.MissingPackage, ImportError)
+    with pytest.raises(bayesphys.MissingPackage, match="pip install no-such-pkg"):
+        require("bayesphys_no_such_module", "no-such-pkg", "this test")

@@ -11,6 +11,7 @@ The most used names are re-exported here.
 from .cavity import cavity_test_set, solve_cavity
 from .glioma import (
     GLIOMA_PRIOR,
+    atlas_unavailable_reason,
     brain_phantom,
     mni_atlas,
     segment,
@@ -60,6 +61,7 @@ __all__ = [
     "gp_pde_problem_ids",
     "brain_phantom",
     "mni_atlas",
+    "atlas_unavailable_reason",
     "synthetic_patient",
     "truth_theta",
     "segment",

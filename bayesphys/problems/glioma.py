@@ -6,7 +6,8 @@ r"""Glioma test problems: a 2-D analytic brain phantom and synthetic patients.
   voxel; background outside the skull is neither tissue nor CSF. No atlas, nothing downloaded.
 * :func:`mni_atlas` -- WM / GM / CSF probability maps of the MNI ICBM152 2009a symmetric
   template (1 mm, shipped inside the ``nilearn`` wheel; read from the installed package, nothing
-  downloaded), as a 3-D volume or an axial slice, at any resolution, cropped to the brain.
+  downloaded), as a 3-D volume or an axial slice, at any resolution, cropped to the brain;
+  :func:`atlas_unavailable_reason` says beforehand whether it can run here (nilearn installed).
   Attribution: VS Fonov, AC Evans, RC McKinstry, CR Almli, DL Collins, "Unbiased nonlinear
   average age-appropriate brain templates from birth to adulthood", NeuroImage 47 (2009) S102;
   Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal Neurological
@@ -46,6 +47,7 @@ from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tiss
 __all__ = [
     "brain_phantom",
     "mni_atlas",
+    "atlas_unavailable_reason",
     "synthetic_patient",
     "segment",
     "truth_theta",
@@ -143,12 +145,23 @@ def _expand(packed: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
     return codes.astype(np.float64, copy=False) if table is None else table[codes]
 
 
-def _atlas_unavailable() -> str:
-    """Why :func:`mni_atlas` cannot read the MNI templates here (``nilearn``, which ships them,
-    is not installed: the message names the extra to install), or ``""`` when it can; found
-    without importing nilearn, so that a command can refuse an atlas run before its work."""
+def atlas_unavailable_reason() -> str | None:
+    """Why :func:`mni_atlas` cannot read the MNI templates here, or ``None`` when it can.
+
+    The reason is that ``nilearn``, which ships the templates, is not installed; the message
+    names the extra to install (``pip install "bayesphys[atlas]"``) and is the one
+    :func:`mni_atlas` raises (as :class:`bayesphys.MissingPackage`). Found without importing
+    nilearn, so that a script can refuse or skip an atlas run before any work.
+
+    Examples
+    --------
+    >>> from bayesphys.problems.glioma import atlas_unavailable_reason
+    >>> reason = atlas_unavailable_reason()
+    >>> reason is None or "pip install" in reason
+    True
+    """
     if missing_module("nilearn") is None:
-        return ""
+        return None
     return (
         "mni_atlas needs nilearn, which is not installed (it ships the MNI ICBM152 2009a "
         'templates inside the package; nothing is downloaded): pip install "bayesphys[atlas]" '
@@ -163,8 +176,8 @@ def _mni_arrays() -> tuple[tuple[np.ndarray, np.ndarray | None], ...]:
     map, 26 MB for the three 197 x 233 x 189 maps of nilearn 0.14 where float64 took 208 MB
     in every process that read them (``tests/odil/test_atlas.py`` measures it);
     :func:`_mni_maps` returns the float64 maps, bit for bit those of ``get_fdata()``."""
-    missing = _atlas_unavailable()
-    if missing:
+    missing = atlas_unavailable_reason()
+    if missing is not None:
         raise MissingPackage(missing)
     from nilearn import datasets
 

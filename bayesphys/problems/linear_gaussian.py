@@ -349,7 +349,8 @@ class ConjugateGaussianField:
         return res
 
     def posterior(self, x: None = None) -> GaussianPosterior:
-        """Exact posterior on the model grid (``x`` must be ``None``)."""
+        """Exact posterior on the model grid (``x`` must be ``None``), as :func:`posterior_for`
+        gives it: its covariance carries the nugget ``1e-9 * outputscale`` on the diagonal."""
         if x is not None:
             raise ValueError("x: this model predicts on its own grid; pass None")
         return posterior_for(

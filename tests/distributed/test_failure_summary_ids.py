@@ -19,5 +19,7 @@ def test_an_integer_id_is_shown_as_written_in_the_failure_summary():
             probs, _toy.build, executor="sequential", seed=0, num_samples=4, progress=False
         )
     assert res.failed == [1]
+    # the ids as Python ints (not numpy scalars out of the table's int64 index)
+    assert [type(i) for i in res.failed + res.ok] == [int, int, int]
     (msg,) = [str(w.message) for w in rec if "problems failed" in str(w.message)]
     assert "1 of 3 problems failed (first, 1: RuntimeError: boom" in msg, msg

@@ -214,3 +214,32 @@ def test_compact_store_gives_back_any_map_bit_for_bit():
         assert packed[0].dtype == dtype, name
         assert back.dtype == np.float64 and back.shape == a.shape, name
         assert np.array_equal(back.view(np.uint64), a.view(np.uint64)), name
+
+
+def test_atlas_unavailable_reason_is_public_and_matches_what_mni_atlas_raises(monkeypatch):
+    """benchmarks/odil.py asked a private function whether the atlas can be read; the public
+    one gives ``None`` when nilearn is there, else the message ``mni_atlas`` raises."""
+    from bayesphys import MissingPackage
+    from bayesphys.problems import atlas_unavailable_reason
+
+    assert gp.atlas_unavailable_reason is atlas_unavailable_reason
+    monkeypatch.setattr(gp, "missing_module", lambda *names: None)
+    assert atlas_unavailable_reason() is None
+    monkeypatch.setattr(gp, "missing_module", lambda *names: names[0])
+    reason = atlas_unavailable_reason()
+    assert (
+        reason.startswith("mni_atlas needs nilearn") and 'pip install "bayesphys[atlas]"' in reason
+    )
+    gp._mni_arrays.cache_clear()
+    with pytest.raises(MissingPackage) as err:
+        gp.mni_atlas(4.0, axial_mm=8.0)
+    assert str(err.value) == reason
+    gp._mni_arrays.cache_clear()
+
+
+def test_the_odil_benchmark_imports_no_private_glioma_name():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "benchmarks" / "odil.py").read_text()
+    assert "glioma import _" not in text and "glioma._" not in text
+    assert "atlas_unavailable_reason" in text
