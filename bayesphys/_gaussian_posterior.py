@@ -365,8 +365,10 @@ class GaussianPosterior(_PosteriorBase):
 
         A covariance singular to working precision is factorised with jitter on its diagonal
         (:math:`L L^\\top = \\Sigma + \\epsilon I`): its draws, as its ``log_prob``, are those of
-        the jittered matrix, and the first of them warns (``RuntimeWarning``, once per
-        posterior; :meth:`sample` too).
+        the jittered matrix. The first draw warns (``RuntimeWarning``, once per posterior;
+        :meth:`sample` too) when :math:`\\epsilon` is at least ``1e-4`` of the mean variance
+        (added noise of at least 1 % of the typical standard deviation: float32 only); a
+        smaller jitter leaves draws silent, while ``log_prob`` warns at any jitter.
         """
         shape = _size(sample_shape)
         m = self._base_dim()

@@ -77,8 +77,9 @@ def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Ten
 
 def _psd_cholesky_jitter(
     a: Tensor, name: str = "covariance", max_tries: int = 6
-) -> tuple[Tensor, float]:
-    """:func:`psd_cholesky` and the jitter it added (0.0 when none was needed)."""
+) -> tuple[Tensor, float, float]:
+    """:func:`psd_cholesky`, the jitter it added and that jitter relative to the mean
+    diagonal (0.0, 0.0 when none was needed)."""
     if not isinstance(a, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, received {type(a).__name__}")
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
@@ -87,7 +88,7 @@ def _psd_cholesky_jitter(
     a = 0.5 * (a + a.mT)
     l, info = torch.linalg.cholesky_ex(a)
     if not bool(info.any()):
-        return l, 0.0
+        return l, 0.0, 0.0
     bad = ~torch.isfinite(a)
     if bool(bad.any()):  # only looked at once the plain factorisation has failed
         raise ValueError(
@@ -103,7 +104,7 @@ def _psd_cholesky_jitter(
         jit = (base * 10**k) * scale
         l, info = torch.linalg.cholesky_ex(a + jit[..., None] * eye)
         if not bool(info.any()):
-            return l, float(jit.max())
+            return l, float(jit.max()), base * 10**k
     eig_min = float(torch.linalg.eigvalsh(a).min())
     raise ValueError(
         f"{name}: expected a positive semi-definite matrix, received one with smallest "
@@ -175,8 +176,9 @@ class StructuredRoot:
 
     ``apply`` maps base draws ``[*, *batch, M]`` to ``[*, *batch, N]``; ``logdet`` and
     ``solve`` give :math:`\log|\Sigma|` and :math:`\Sigma^{-1} v` for Gaussian log densities.
-    A root whose Cholesky factor needed jitter warns (``RuntimeWarning``) at the first of these
-    calls, once per root.
+    A root whose Cholesky factor needed jitter warns (``RuntimeWarning``), once per root, at
+    its first ``logdet`` or ``solve``, or at its first ``apply`` when the jitter is at least
+    ``DRAW_JITTER`` (1e-4) of the mean variance.
     """
 
     def __init__(self, apply, base_dim: int, logdet, solve):
@@ -204,6 +206,14 @@ def _cols(a: Tensor, z: Tensor):
     # contiguous, as the broadcast product was: a strided result made numpy sum the draws in
     # another order (last-bit differences between in-memory and reloaded exports)
     return zz, lambda y: y.movedim(-1, 0).reshape(*lead, *y.shape[:-2], y.shape[-2]).contiguous()
+
+
+DRAW_JITTER = 1e-4
+"""Jitter, relative to the mean variance, from which draws through a jittered factor warn:
+the noise it adds has a standard deviation of at least 1 % of the root-mean-square one. Below
+it (every jitter float64 reaches, 1e-10 to 1e-5, and float32's first two, 1e-6 and 1e-5) draws
+are silent, as for any sampler that adds a nugget; log densities and solves warn at any jitter
+(a singular covariance has no density)."""
 
 
 def _warn_jittered(root: StructuredRoot, name: str, jitter: float) -> None:
@@ -285,10 +295,11 @@ def _warn_singular(root: StructuredRoot, name: str, chols: list[Tensor]) -> None
 
 def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
     a = to_dense(cov)
-    chol, jitter = _psd_cholesky_jitter(a, name)
+    chol, jitter, relative = _psd_cholesky_jitter(a, name)
 
     def apply(z):
-        _warn_jittered(root, name, jitter)  # draws are those of the jittered matrix too
+        if relative >= DRAW_JITTER:  # draws are those of the jittered matrix too
+            _warn_jittered(root, name, jitter)
         zz, undo = _cols(chol, z)
         return undo(chol @ zz)
 
@@ -367,13 +378,15 @@ def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
     done = [
         _psd_cholesky_jitter(f, f"{name} (Kronecker factor {i})") for i, f in enumerate(factors)
     ]
-    chols = [c for c, _ in done]
-    jitter = max(j for _, j in done)
+    chols = [c for c, _, _ in done]
+    jitter = max(j for _, j, _ in done)
+    relative = max(r for _, _, r in done)
     sizes = [f.shape[-1] for f in factors]
     n = math.prod(sizes)
 
     def apply(z):
-        _warn_jittered(root, name, jitter)  # draws are those of the jittered factors too
+        if relative >= DRAW_JITTER:  # draws are those of the jittered factors too
+            _warn_jittered(root, name, jitter)
         return kron_matvec(chols, z)
 
     def logdet():

@@ -267,8 +267,9 @@ def test_psd_cholesky_jitter_is_relative_to_the_mean_diagonal():
 
     v = torch.arange(1.0, 9.0, dtype=F64)
     a = torch.outer(v, v)  # rank 1, mean diagonal 25.5
-    l, jitter = _psd_cholesky_jitter(a)
+    l, jitter, relative = _psd_cholesky_jitter(a)
     assert jitter == pytest.approx(1e-10 * float(a.diagonal().mean()), rel=1e-12)
+    assert relative == 1e-10
     torch.testing.assert_close(l @ l.mT, a + jitter * torch.eye(8, dtype=F64))
 
 

@@ -85,26 +85,49 @@ def test_the_warning_says_draws_share_the_jittered_covariance():
     assert float(draws[:, 3].var()) > 10 * 1e-6  # widened, as the message says
 
 
-def test_draws_through_a_jittered_factor_warn_once_per_posterior_at_the_user_line():
-    """sample / rsample drew through the jittered factor without a word, while log_prob
-    warned that its density was that of the jittered matrix."""
-    p = GaussianPosterior(torch.zeros(50, dtype=F64), _singular())
+def _conditioned_float32(n: int = 60) -> torch.Tensor:
+    """A float32 GP posterior covariance formed by subtraction (prior minus the part explained
+    by 20 near-noise-free observations): round-off of the prior's scale leaves eigenvalues
+    near -7e-7 beside a mean variance of 6e-5, so the factor needs a jitter of 1e-2 of it."""
+    x = torch.linspace(0, 1, n)
+    k = torch.exp(-0.5 * (x[:, None] - x[None]) ** 2 / 0.2**2)
+    ko = k[:, ::3]
+    s = k - ko @ torch.linalg.solve(k[::3, ::3] + 1e-4 * torch.eye(ko.shape[1]), ko.mT)
+    return 0.5 * (s + s.mT)
+
+
+def test_draws_through_a_large_jitter_warn_once_per_posterior_at_the_user_line():
+    """sample / rsample drew through a factor jittered by 1e-2 of the mean variance (noise of
+    ~10 % of the typical sd added to every draw) without a word, while log_prob warned that
+    its density was that of the jittered matrix."""
+    p = GaussianPosterior(torch.zeros(60), _conditioned_float32())
     got = _jitter_warnings(lambda: p.sample((3,), seed=0))
     assert len(got) == 1 and got[0].category is RuntimeWarning and got[0].filename == __file__
     assert "draws are those of the jittered matrix" in str(got[0].message)
     # once per posterior: later draws and densities of the same posterior do not repeat it
     assert _jitter_warnings(lambda: p.rsample((2,))) == []
-    assert _jitter_warnings(lambda: p.log_prob(torch.zeros(50, dtype=F64))) == []
-    q = GaussianPosterior(torch.zeros(50, dtype=F64), _singular())
+    assert _jitter_warnings(lambda: p.log_prob(torch.zeros(60))) == []
+    q = GaussianPosterior(torch.zeros(60), _conditioned_float32())
     assert len(_jitter_warnings(lambda: q.rsample((2,)))) == 1  # rsample alone warns too
 
 
-def test_kronecker_draws_through_a_jittered_factor_warn_once():
-    cov = KroneckerProductLinearOperator(_singular(50), torch.eye(2, dtype=F64))
-    p = GaussianPosterior(torch.zeros(100, dtype=F64), cov)
+def test_draws_through_a_small_jitter_are_silent_and_log_prob_still_warns():
+    """A float64 jitter (at most 1e-5 of the mean variance: added noise under 0.4 % of the
+    typical sd) leaves draws silent, as any sampler adding a nugget; the density warns."""
+    p = GaussianPosterior(torch.zeros(50, dtype=F64), _singular())
+    assert _jitter_warnings(lambda: p.sample((3,), seed=0)) == []
+    assert len(_jitter_warnings(lambda: p.log_prob(torch.zeros(50, dtype=F64)))) == 1
+
+
+def test_kronecker_draws_through_a_large_jitter_warn_once():
+    cov = KroneckerProductLinearOperator(_conditioned_float32(), torch.eye(2))
+    p = GaussianPosterior(torch.zeros(120), cov)
     got = _jitter_warnings(lambda: p.sample((2,), seed=0))
     assert len(got) == 1 and got[0].filename == __file__
     assert _jitter_warnings(lambda: p.sample((2,), seed=1)) == []
+    small = KroneckerProductLinearOperator(_singular(50), torch.eye(2, dtype=F64))
+    q = GaussianPosterior(torch.zeros(100, dtype=F64), small)
+    assert _jitter_warnings(lambda: q.sample((2,), seed=0)) == []
 
 
 def test_draws_of_a_well_conditioned_covariance_do_not_warn():
