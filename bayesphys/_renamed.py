@@ -49,8 +49,9 @@ def _positions(fn: Callable[..., Any], renames: dict[str, str]) -> dict[str, int
 def renamed_kwargs(**renames: str) -> Callable[[_F], _F]:
     """Decorator accepting each old keyword ``old`` of ``renames = {old: new}`` for ``new``.
 
-    A call with ``old=value`` emits ``FutureWarning("`old` is renamed `new`; the old name will be
-    removed in a future release")`` and passes ``new=value``; giving ``old`` together with
+    A call with ``old=value`` emits ``FutureWarning("<qualname>: `old` is renamed `new`; the old
+    name will be removed in a future release")`` (``<qualname>`` the decorated function's, e.g.
+    ``MFMEnsemble.posterior``) and passes ``new=value``; giving ``old`` together with
     ``new`` (by keyword, or by position where ``new`` is positional) is a ``TypeError`` naming
     both. Calls that use the new name, by keyword or position, are passed through untouched.
     """
