@@ -15,6 +15,7 @@ from ._checks import check_bool, check_int, check_real, check_seed
 from ._device import as_tensor
 from ._plot_args import _check_posterior, _member_index
 from ._plotting import LEGEND_PT, TITLE_PT, line_colour
+from ._renamed import renamed_kwargs
 
 if TYPE_CHECKING:  # pragma: no cover
     import matplotlib.axes
@@ -53,16 +54,16 @@ def _checked_dims(dims: Any, d: int) -> tuple[int, int]:
     return out[0], out[1]
 
 
-def _chain_draws(post: Any, idx: tuple[int, ...], num_draws: int | None, seed: int) -> Any:
+def _chain_draws(post: Any, idx: tuple[int, ...], num_samples: int | None, seed: int) -> Any:
     """The draws of member ``idx`` as a tensor ``[C, S, n, d]``: a SamplePosterior's stored
-    chains (at most ``num_draws`` per chain, the first ones), else ``num_draws`` fresh draws
+    chains (at most ``num_samples`` per chain, the first ones), else ``num_samples`` fresh draws
     (default 8) as one chain."""
     from ._sample_posterior import SamplePosterior
 
     if isinstance(post, SamplePosterior):
         draws = post.draws[(slice(None), slice(None), *idx)]
-        return draws if num_draws is None else draws[:, :num_draws]
-    n = 8 if num_draws is None else num_draws
+        return draws if num_samples is None else draws[:, :num_samples]
+    n = 8 if num_samples is None else num_samples
     # the protocol's sample(sample_shape, generator): a generator on the posterior's device
     device = getattr(post, "device", None) or post.mean.device
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -70,6 +71,7 @@ def _chain_draws(post: Any, idx: tuple[int, ...], num_draws: int | None, seed: i
     return draws[(slice(None), *idx)].unsqueeze(0)
 
 
+@renamed_kwargs(num_draws="num_samples")
 def plot_populations(
     post: Any,
     *,
@@ -77,7 +79,7 @@ def plot_populations(
     source: Any = None,
     batch_index: int | tuple[int, ...] | None = None,
     dims: Sequence[int] = (0, 1),
-    num_draws: int | None = None,
+    num_samples: int | None = None,
     ax: matplotlib.axes.Axes | None = None,
     title: str | None = None,
     draw_label: str | None = None,
@@ -103,7 +105,7 @@ def plot_populations(
     post
         a :class:`~bayesphys.Posterior` whose ``event_shape`` is ``[n, d]`` (``d >= 2``): a
         :class:`~bayesphys.SamplePosterior` of draws ``[C, S, *batch, n, d]`` is drawn from its
-        stored draws; another posterior from ``num_draws`` fresh draws (one chain).
+        stored draws; another posterior from ``num_samples`` fresh draws (one chain).
     truth, source
         the true and the source population, ``[m, d]`` each (any number of points ``m``).
     batch_index
@@ -111,7 +113,7 @@ def plot_populations(
         :func:`~bayesphys.plot_bands`.
     dims
         the two coordinates drawn (default ``(0, 1)``); negative indices count from the end.
-    num_draws
+    num_samples
         at most this many draws per chain (the first ones; default all stored draws, or 8
         fresh ones).
     ax
@@ -150,7 +152,7 @@ def plot_populations(
     ValueError
         the event is not ``[n, d]`` with ``d >= 2``; a batched posterior without
         ``batch_index``; ``truth`` / ``source`` not ``[m, d]`` or holding NaN/Inf; bad
-        ``dims``, ``num_draws``, ``point_size`` or ``alpha``.
+        ``dims``, ``num_samples``, ``point_size`` or ``alpha``.
     """
     _check_posterior(post)
     event = tuple(post.event_shape)
@@ -163,8 +165,8 @@ def plot_populations(
     d = event[1]
     idx = _member_index(post, batch_index)
     dims = _checked_dims(dims, d)
-    if num_draws is not None:
-        num_draws = check_int("num_draws", num_draws, minimum=1)
+    if num_samples is not None:
+        num_samples = check_int("num_samples", num_samples, minimum=1)
     point_size = check_real("point_size", point_size, minimum=0.0, strict=True)
     if alpha is not None:
         alpha = check_real("alpha", alpha, minimum=0.0, maximum=1.0, strict=True)
@@ -189,7 +191,7 @@ def plot_populations(
             raise TypeError(f"{name}: expected a str, received {type(text).__name__}")
     truth_np = None if truth is None else _cloud("truth", truth, d, dims)
     source_np = None if source is None else _cloud("source", source, d, dims)
-    draws = _chain_draws(post, idx, num_draws, seed)  # [C, S, n, d]
+    draws = _chain_draws(post, idx, num_samples, seed)  # [C, S, n, d]
     pts = draws[..., list(dims)].detach().to("cpu", torch.float64).numpy()
     n_chains, n_draws = pts.shape[:2]
     if draw_label is not None and n_chains > _MAX_CHAINS_LABELLED:

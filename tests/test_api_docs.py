@@ -113,3 +113,25 @@ def test_the_api_reference_shows_no_prose_as_item_names_or_types(site):
     assert not prose, "prose in item name / type cells:\n" + "\n".join(prose)
     # a reST list item's paragraph after its math stays in the item, and the next item is one
     assert re.search(r"<li>\s*<p><strong>Test\.</strong>", html)
+
+
+def test_the_api_reference_shows_the_new_name_of_renamed_arguments(site):
+    """The entry points whose draw count was ``num_draws`` or ``n_samples`` show ``num_samples``
+    in their rendered signatures (the old keyword, still accepted through
+    ``bayesphys._renamed.renamed_kwargs``, is on the page only in the note on renamed
+    arguments)."""
+    html = (site / "api" / "index.html").read_text(encoding="utf-8")
+    text = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", html)))
+    for signature in (
+        "plot_populations(post, *, truth=None, source=None, batch_index=None, dims=(0, 1), "
+        "num_samples=None,",
+        "field_posterior(problem, x, field, *, dense_max=4096, num_samples=64,",
+        "nonnegative_posterior(post, x, mass, num_samples=500, *,",
+        "monotone_posterior(post, x, mass, num_samples=500, *,",
+        "shock_posterior(post, x, num_samples=500, *,",
+        "posterior(x, treatment=None, *, num_samples=8,",  # MetaFlowMatching
+        "posterior(x, treatment=None, *, num_samples=1,",  # MFMEnsemble
+    ):
+        assert signature in text
+    assert "num_draws=" not in text
+    assert "## Renamed arguments" in (ROOT / "docs" / "api.md").read_text(encoding="utf-8")

@@ -101,7 +101,7 @@ def test_odil_field_posterior_space_time_update(dense_max):
 
     prob = DiscreteProblem({"u": (nt, nx)}, {}, residuals, dtype=F64)
     x, _ = minimize(prob, method="gn", steps=3)
-    post = field_posterior(prob, x, "u", dense_max=dense_max, num_draws=16)
+    post = field_posterior(prob, x, "u", dense_max=dense_max, num_samples=16)
     g = trapezoid_weights(xs)
     G = torch.block_diag(*[g[None]] * nt)  # [nt, nt * nx]
     b = torch.linspace(0.0, 0.1, nt, dtype=F64)

@@ -49,9 +49,9 @@ def test_each_chain_is_drawn_from_its_own_stored_draws_on_the_chosen_coordinates
     assert len(colours) == 3  # one colour per chain
 
 
-def test_num_draws_keeps_the_first_draws_of_each_chain():
+def test_num_samples_keeps_the_first_draws_of_each_chain():
     draws = _draws(draws=5, batch=())
-    ax = plot_populations(SamplePosterior(draws, event_ndim=2), num_draws=2)
+    ax = plot_populations(SamplePosterior(draws, event_ndim=2), num_samples=2)
     got = _by_label(ax)
     np.testing.assert_array_equal(got["chain 1"], draws[1, :2, :, :2].reshape(-1, 2).numpy())
 
@@ -91,9 +91,9 @@ def test_another_posterior_is_drawn_from_fresh_draws_that_the_seed_fixes():
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-    a = _by_label(plot_populations(Cloud(), num_draws=4, seed=3))["posterior draws"]
-    b = _by_label(plot_populations(Cloud(), num_draws=4, seed=3))["posterior draws"]
-    c = _by_label(plot_populations(Cloud(), num_draws=4, seed=4))["posterior draws"]
+    a = _by_label(plot_populations(Cloud(), num_samples=4, seed=3))["posterior draws"]
+    b = _by_label(plot_populations(Cloud(), num_samples=4, seed=3))["posterior draws"]
+    c = _by_label(plot_populations(Cloud(), num_samples=4, seed=4))["posterior draws"]
     assert a.shape == (24, 2)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -123,7 +123,7 @@ def test_it_draws_on_given_axes_with_a_title_and_no_legend():
         ({"dims": (0, 3)}, ValueError, r"^dims\[1\]: expected an index in \[-3, 3\)"),
         ({"dims": "01"}, ValueError, r"^dims: expected two coordinate indices"),
         ({"dims": (0, 1.5)}, TypeError, r"^dims\[1\]"),
-        ({"num_draws": 0}, ValueError, r"^num_draws"),
+        ({"num_samples": 0}, ValueError, r"^num_samples"),
         ({"point_size": 0}, ValueError, r"^point_size"),
         ({"alpha": 1.5}, ValueError, r"^alpha"),
         ({"legend": 1}, TypeError, r"^legend: expected True or False"),

@@ -68,15 +68,15 @@ def test_meta_fm_posteriors_take_seed_none(mfm_pair):
     pops = data.subset("test").source
     model: MetaFlowMatching = ens.models[0]
     torch.manual_seed(0)
-    a = model.posterior(pops, num_draws=2, seed=None).draws  # was a TypeError
-    b = model.posterior(pops, num_draws=2, seed=None).draws
+    a = model.posterior(pops, num_samples=2, seed=None).draws  # was a TypeError
+    b = model.posterior(pops, num_samples=2, seed=None).draws
     torch.manual_seed(0)
-    assert torch.equal(a, model.posterior(pops, num_draws=2, seed=None).draws)
+    assert torch.equal(a, model.posterior(pops, num_samples=2, seed=None).draws)
     assert not torch.equal(a, b)  # the global stream advanced
     torch.manual_seed(1)
-    e = ens.posterior(pops, num_draws=1, seed=None).draws
+    e = ens.posterior(pops, num_samples=1, seed=None).draws
     torch.manual_seed(1)
-    assert torch.equal(e, ens.posterior(pops, num_draws=1, seed=None).draws)
+    assert torch.equal(e, ens.posterior(pops, num_samples=1, seed=None).draws)
     assert len(ens.predict_members(pops, seed=None)) == 2
 
 

@@ -104,7 +104,7 @@ def test_fm_posterior_integrates_once_and_repeats_the_prediction(monkeypatch):
     monkeypatch.setattr(
         MetaFlowMatching, "predict", lambda self, *a, **k: calls.append(1) or real(self, *a, **k)
     )
-    post = m.posterior(pops, num_draws=4)
+    post = m.posterior(pops, num_samples=4)
     assert len(calls) == 1
     for k in range(4):
         assert torch.equal(post.draws[0, k], ref)

@@ -35,10 +35,10 @@ def test_meta_fm_and_ensemble_warn_once():
     data = linear_map(n_train=4, n_cal=2, n_test=2, seed=0)
     src = [data.source[0]]
     m = MetaFlowMatching(data, seed=0)
-    got = _untrained_warnings(lambda: m.posterior(src, num_draws=2))
+    got = _untrained_warnings(lambda: m.posterior(src, num_samples=2))
     assert len(got) == 1 and got[0].filename == __file__
     ens = MFMEnsemble(data, members=2, seed=0)
-    got = _untrained_warnings(lambda: ens.posterior(src, num_draws=2))
+    got = _untrained_warnings(lambda: ens.posterior(src, num_samples=2))
     assert len(got) == 1 and "MFMEnsemble.posterior" in str(got[0].message)
 
 

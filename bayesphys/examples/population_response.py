@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     fit = ens.fit(steps=steps, progress=not args.smoke)
     test, cal = data.subset("test"), data.subset("cal")
     unc = ens.uncertainty(cal, test, max_points=None)
-    post = ens.posterior(test.source, num_draws=1, seed=args.seed)
+    post = ens.posterior(test.source, num_samples=1, seed=args.seed)
     idata = w2_inference_data(post, test.target, max_points=None)
     save_netcdf(idata, out / "population_response.nc", attrs={"seed": args.seed})
     summary = az.summary(group_dataset(idata, "posterior")[["w2"]], kind="stats")

@@ -98,7 +98,7 @@ def calibrate_rows(
 
     def infer(src: torch.Tensor) -> torch.Tensor:
         base = int(torch.randint(0, 2**62, (), generator=g))
-        post = ens.posterior([src], num_draws=per_member, seed=base)
+        post = ens.posterior([src], num_samples=per_member, seed=base)
         s = population_summaries(post.draws.reshape(-1, *src.shape).double().cpu())
         # a random n_draws of the members x per_member draws (the first n_draws left the last
         # member one draw short when members does not divide n_draws)

@@ -41,7 +41,7 @@ def population_panels(
             truth=target[i],
             source=source[i],
             batch_index=i,
-            num_draws=1,
+            num_samples=1,
             ax=ax,
             title=titles[i],
             draw_label="member {chain}",
@@ -78,7 +78,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     ens = MFMEnsemble(data, members=2, seed=seed, device=device, **kw)
     ens.fit(steps=250, progress=False)
     test = data.subset("test")
-    post = ens.posterior(test.source, num_draws=2, seed=seed)
+    post = ens.posterior(test.source, num_samples=2, seed=seed)
     idata = w2_inference_data(post, test.target, max_points=None)
     save_netcdf(idata, out_dir / "meta_fm.nc", attrs={"seed": seed})
     members = ens.predict_members(test.source)

@@ -184,15 +184,15 @@ def push_populations(
 
 
 def predictive_draws(
-    predict: Callable[[int], list[Tensor]], num_draws: int, seed: int, same: bool
+    predict: Callable[[int], list[Tensor]], num_samples: int, seed: int, same: bool
 ) -> SamplePosterior:
-    """Draws ``[1, num_draws, P, n, d]`` of the ``P`` populations ``[n, d]`` that
+    """Draws ``[1, num_samples, P, n, d]`` of the ``P`` populations ``[n, d]`` that
     ``predict(seed)`` returns: draw ``k`` predicted with seed ``seed + k``, or (``same``: no
     subsample to vary) the one prediction of ``seed`` repeated."""
     if same:
         one = torch.stack(predict(seed))
-        draws = [one] * num_draws
+        draws = [one] * num_samples
     else:
-        draws = [torch.stack(predict(offset_seed(seed, k))) for k in range(num_draws)]
+        draws = [torch.stack(predict(offset_seed(seed, k))) for k in range(num_samples)]
     # batch = the P populations, event = one population (n, d)
     return SamplePosterior(torch.stack(draws)[None], event_ndim=2)

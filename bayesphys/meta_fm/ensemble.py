@@ -35,6 +35,7 @@ from .._device import model_device, same_device
 from .._fit_callback import check_fit_callback
 from .._model import FitResult, autograd_on, untrained_warned, warn_untrained
 from .._precision import own_precision
+from .._renamed import renamed_kwargs
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import SamplePosterior
@@ -54,11 +55,11 @@ from .model import MetaFlowMatching
 __all__ = ["MFMEnsemble", "pooled_prediction", "w2_inference_data"]
 
 
-def _member_seed(seed: int, member: int, num_draws: int, draw: int) -> int:
-    """Subsample seed of draw ``draw`` of member ``member``: ``seed + member * num_draws +
+def _member_seed(seed: int, member: int, num_samples: int, draw: int) -> int:
+    """Subsample seed of draw ``draw`` of member ``member``: ``seed + member * num_samples +
     draw`` (:func:`~bayesphys._checks.offset_seed`: in torch's range, member 0's draw 0 reads
     as ``seed`` itself)."""
-    return offset_seed(seed, member * num_draws + draw)
+    return offset_seed(seed, member * num_samples + draw)
 
 
 def _check_models(models: Any) -> list[MetaFlowMatching]:
@@ -284,22 +285,23 @@ class MFMEnsemble:
                 for j, m in enumerate(self.models)
             ]
 
+    @renamed_kwargs(num_draws="num_samples")
     @own_precision()
     def posterior(
         self,
         x: Tensor | Sequence[Tensor],
         treatment: Tensor | Sequence[int] | None = None,
         *,
-        num_draws: int = 1,
+        num_samples: int = 1,
         seed: int | None = 0,
         features: Sequence[Tensor] | None = None,
         batch: bool = False,
     ) -> SamplePosterior:
-        """Draws ``[M, num_draws, P, n, d]``: chain = member, draw = embedding subsample
+        """Draws ``[M, num_samples, P, n, d]``: chain = member, draw = embedding subsample
         (``features``: the sources' per-point features, for models trained with them).
 
         Draw ``k`` of member ``m`` embeds through the subsample of seed
-        ``seed + m * num_draws + k``: no two draws of the ensemble share a subsample (until
+        ``seed + m * num_samples + k``: no two draws of the ensemble share a subsample (until
         this release every member used seeds ``seed + k``, so the members' draws were
         correlated through the points their embeddings saw). ``seed=None`` draws ``seed`` from
         torch's global stream. ``batch``: as :meth:`MetaFlowMatching.predict`'s, passed to
@@ -312,7 +314,7 @@ class MFMEnsemble:
         """
         warn_detached("MFMEnsemble.posterior", x=x, features=features)
         warn_untrained("MFMEnsemble.posterior", max(m.steps_done for m in self.models))
-        num_draws = check_int("num_draws", num_draws, minimum=1)
+        num_samples = check_int("num_samples", num_samples, minimum=1)
         seed = seed_or_draw("seed", seed)
         batch = check_bool("batch", batch)
         pops = check_populations(
@@ -338,11 +340,11 @@ class MFMEnsemble:
                                     pops,
                                     treatment,
                                     features=features,
-                                    seed=_member_seed(seed, j, num_draws, k),
+                                    seed=_member_seed(seed, j, num_samples, k),
                                     batch=batch,
                                 )
                             )
-                            for k in range(num_draws)
+                            for k in range(num_samples)
                         ]
                     )
                 )

@@ -52,6 +52,7 @@ from .._detached import no_grad_detached, warn_detached
 from .._device import model_device
 from .._model import FitResult, autograd_on, untrained_warned, warn_untrained
 from .._precision import own_precision
+from .._renamed import renamed_kwargs
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._fit import fit_model
@@ -491,18 +492,19 @@ class MetaFlowMatching:
             net["field"], pops, cond, frame, cfg, method, steps, chunk, batch, types
         )
 
+    @renamed_kwargs(num_draws="num_samples")
     @own_precision()
     def posterior(
         self,
         x: Tensor | Sequence[Tensor],
         treatment: Tensor | Sequence[int] | None = None,
         *,
-        num_draws: int = 8,
+        num_samples: int = 8,
         seed: int | None = 0,
         features: Sequence[Tensor] | None = None,
         batch: bool = False,
     ) -> SamplePosterior:
-        """Predictive draws over populations ``[1, num_draws, P, n, d]`` (one chain;
+        """Predictive draws over populations ``[1, num_samples, P, n, d]`` (one chain;
         ``batch_shape`` ``(P,)``, ``event_shape`` ``(n, d)``).
 
         Draws differ by the seeded subsample the embedding sees (an embedding/finite-sample
@@ -523,13 +525,13 @@ class MetaFlowMatching:
         warn_detached(f"{type(self).__name__}.posterior", x=x, features=features)
         self._check_built("posterior")
         warn_untrained(f"{type(self).__name__}.posterior", self.steps_done)
-        num_draws = check_int("num_draws", num_draws, minimum=2)
+        num_samples = check_int("num_samples", num_samples, minimum=2)
         seed = seed_or_draw("seed", seed)
         batch = check_bool("batch", batch)
         pops = check_populations("x", x, self.dim, self._min_points, dtype=self.dtype)
         check_draw_populations(pops, self.config.method, self.config.points)
         # no subsample to vary (FM / CGFM, or populations embedded whole): every draw is
-        # the same prediction, integrated once instead of num_draws times
+        # the same prediction, integrated once instead of num_samples times
         same = self.config.method != "MFM" or pops[0].shape[0] <= self.config.points
         where = f"{type(self).__name__}.posterior"
         warn_untrained_treatments(where, treatment, [self._treatments_trained()])
@@ -538,7 +540,7 @@ class MetaFlowMatching:
         with untrained_warned(), torch.no_grad():
             return predictive_draws(
                 lambda s: self.predict(pops, treatment, features=features, seed=s, batch=batch),
-                num_draws,
+                num_samples,
                 seed,
                 same,
             )

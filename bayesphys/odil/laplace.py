@@ -37,6 +37,7 @@ from .._checks import check_bool, check_int, check_real, check_seed, did_you_mea
 from .._device import as_tensor
 from .._inference_tensors import inference_tensors_named
 from .._precision import own_precision
+from .._renamed import renamed_kwargs
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
 from ._cg_shortfall import _cg_shortfall, _short_reasons
@@ -377,6 +378,7 @@ def _check_constrained(problem: DiscreteProblem, x: Tensor, r: Tensor, jtw) -> N
         )
 
 
+@renamed_kwargs(num_draws="num_samples")
 @inference_tensors_named("field_posterior", "data or an index the residual function captures")
 @own_precision()
 def field_posterior(
@@ -385,7 +387,7 @@ def field_posterior(
     field: str,
     *,
     dense_max: int = 4096,
-    num_draws: int = 64,
+    num_samples: int = 64,
     seed: int | None = 0,
     cg_tol: float | None = None,
     cg_maxiter: int = 1000,
@@ -400,9 +402,10 @@ def field_posterior(
 
     If the number of unknowns ``n <= dense_max``: exact block of :math:`H^{-1}` (dense
     covariance; a ``MemoryError`` naming ``dense_max`` before the Jacobian when it and
-    :math:`H` cannot fit in memory). Otherwise ``num_draws`` exact pathwise draws (module docstring)
-    give the low-rank covariance :math:`S S^\top / K` plus ``jitter`` on the diagonal (a Monte-Carlo
-    estimate with ``K = num_draws``; marginal variances have relative error ~ :math:`\sqrt{2/K}`).
+    :math:`H` cannot fit in memory). Otherwise ``num_samples`` exact pathwise draws (module
+    docstring) give the low-rank covariance :math:`S S^\top / K` plus ``jitter`` on the diagonal
+    (a Monte-Carlo estimate with ``K = num_samples``; marginal variances have relative error ~
+    :math:`\sqrt{2/K}`).
     ``jitter`` is a variance in the field's squared units; ``None`` (default): ``1e-12`` times
     the mean sampled variance (an absolute ``1e-12`` floored every sd at ``1e-6``: on a field of
     order ``1e-6`` the reported sds were the size of the field).
@@ -417,12 +420,12 @@ def field_posterior(
     tolerance on the relative residual; ``None`` (default): ``1e-8`` in float64 and ``1e-5``
     in float32, where a true residual below about ``1e-7`` is out of reach (``1e-8`` made
     every sampled float32 posterior warn).
-    Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0`` or ``None``,
+    Settings: ``dense_max >= 0``, ``num_samples >= 1``, ``cg_tol >= 0`` or ``None``,
     ``cg_maxiter >= 1``, ``jitter >= 0`` or ``None``, ``seed`` an int or ``None`` (a seed drawn from
     torch's global stream).
     """
     dense_max = check_int("dense_max", dense_max, minimum=0)
-    num_draws = check_int("num_draws", num_draws, minimum=1)
+    num_samples = check_int("num_samples", num_samples, minimum=1)
     if cg_tol is not None:
         cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
@@ -485,12 +488,12 @@ def field_posterior(
     z = torch.stack(
         [
             torch.randn(r.shape, dtype=x.dtype, device=x.device, generator=gen)
-            for _ in range(num_draws)
+            for _ in range(num_samples)
         ]
     )
     # at most _DRAW_BLOCK columns per CG: memory of a few [n, block] tensors, not [n, K]
     sols, rels, broken, capped = [], [], [], []
-    for i in range(0, num_draws, _DRAW_BLOCK):
+    for i in range(0, num_samples, _DRAW_BLOCK):
         b = jtw(z[i : i + _DRAW_BLOCK]).mT.contiguous()  # right-hand sides [n, block]
         part, k, _, bad = cg_with_breakdown(mv, b, tol=cg_tol, maxiter=cg_maxiter)
         bnorm = b.norm(dim=0)  # each column's true relative residual, for the warning below
@@ -502,19 +505,19 @@ def field_posterior(
     if not bool(torch.isfinite(sol).all()):  # a NaN Jacobian behind a finite residual
         raise ValueError(_NOT_FINITE)
     resids = [float(v) for v in rel]
-    draws = [sol[sl, k] for k in range(num_draws)]
+    draws = [sol[sl, k] for k in range(num_samples)]
     short = _cg_shortfall(resids, broken, capped, cg_tol)
     if short:
         bad = [resids[j] for idx in short.values() for j in idx]
         reasons = _short_reasons(short, cg_maxiter, _H)
         warnings.warn(
             f"field_posterior: CG did not reach cg_tol={cg_tol:g} for {len(bad)} of "
-            f"{num_draws} draws (relative residuals up to {max(bad):.1e}): {reasons}; the "
+            f"{num_samples} draws (relative residuals up to {max(bad):.1e}): {reasons}; the "
             "draws, and the spread they give, may be off",
             RuntimeWarning,
             stacklevel=user_stacklevel(),
         )
-    s = torch.stack(draws, 1) / num_draws**0.5
+    s = torch.stack(draws, 1) / num_samples**0.5
     if jitter is None:  # relative to the field's own scale (its units)
         jitter = max(1e-12 * float(s.square().sum(1).mean()), torch.finfo(s.dtype).tiny)
     cov = LowRankRootAddedDiagLinearOperator(

@@ -25,6 +25,7 @@ from .. import metrics
 from .._checks import check_increasing, check_int, check_real, check_seed, did_you_mean
 from .._device import ArrayLike, as_tensor
 from .._posterior_base import is_posterior
+from .._renamed import renamed_kwargs
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior, Posterior
 from .update import check_slice_mass, trapezoid_weights
@@ -176,22 +177,23 @@ def shock_position(
     return out
 
 
+@renamed_kwargs(n_samples="num_samples")
 def shock_posterior(
     post: Posterior,
     x: Tensor,
-    n_samples: int = 500,
+    num_samples: int = 500,
     *,
     threshold: float = 0.0,
     seed: int | None = 0,
     missing: str = "last",
 ) -> Tensor:
-    """Draws ``[n_samples, *batch]`` of the shock position from ``post`` (event ``(nx,)``);
+    """Draws ``[num_samples, *batch]`` of the shock position from ``post`` (event ``(nx,)``);
     ``x``, ``threshold`` and ``missing`` as in :func:`shock_position`."""
     if not is_posterior(post):  # only its draws are used: any posterior (recalibrated, ...)
         raise TypeError(f"post: expected a Posterior, received {type(post).__name__}")
     if len(post.event_shape) != 1:
         raise ValueError(f"post: expected event shape (nx,), received {tuple(post.event_shape)}")
-    n_samples = check_int("n_samples", n_samples, minimum=1)
+    num_samples = check_int("num_samples", num_samples, minimum=1)
     threshold = check_real("threshold", threshold)
     missing = _check_missing(missing)
     x = _check_positions(x, post.event_shape[0])  # before the draws
@@ -199,5 +201,5 @@ def shock_posterior(
     if seed is not None:
         seed = check_seed("seed", seed)
         gen = torch.Generator(device=post.device).manual_seed(seed)
-    draws = post.sample((n_samples,), generator=gen)
+    draws = post.sample((num_samples,), generator=gen)
     return shock_position(draws, x, threshold, missing=missing)

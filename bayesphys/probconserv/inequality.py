@@ -20,6 +20,7 @@ from torch import Tensor
 from .._checks import check_int, check_seed
 from .._device import ArrayLike, as_tensor
 from .._posterior_base import is_posterior
+from .._renamed import renamed_kwargs
 from ..posterior import Posterior, SamplePosterior
 from .update import check_slice_mass, trapezoid_weights
 
@@ -117,34 +118,35 @@ def project_nonnegative(draws: ArrayLike, g: ArrayLike, b: ArrayLike, iters: int
     return u
 
 
+@renamed_kwargs(n_samples="num_samples")
 def nonnegative_posterior(
     post: Posterior,
     x: Tensor,
     mass: Tensor,
-    n_samples: int = 500,
+    num_samples: int = 500,
     *,
     seed: int | None = 0,
 ) -> SamplePosterior:
     """Draws of ``post`` (event ``(nx,)``) projected to non-negative, mass-``mass`` fields.
 
-    Returns ``SamplePosterior`` with draws ``[1, n_samples, *batch, nx]`` (``n_samples >= 2``,
+    Returns ``SamplePosterior`` with draws ``[1, num_samples, *batch, nx]`` (``num_samples >= 2``,
     for its empirical moments); ``mass [*batch]`` (or broadcastable to it).
     """
-    draws, g, mass = _slice_draws(post, x, mass, n_samples, seed)
+    draws, g, mass = _slice_draws(post, x, mass, num_samples, seed)
     u = project_nonnegative(draws, g, mass)
     return SamplePosterior(u.unsqueeze(0), event_ndim=1)
 
 
 def _slice_draws(
-    post: Posterior, x: Tensor, mass: Tensor, n_samples: int, seed: int | None
+    post: Posterior, x: Tensor, mass: Tensor, num_samples: int, seed: int | None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Checked ``(draws [n_samples, *batch, nx], g [nx], mass [*batch])`` of a posterior with
+    """Checked ``(draws [num_samples, *batch, nx], g [nx], mass [*batch])`` of a posterior with
     event ``(nx,)``: what the inequality steps project."""
     if not is_posterior(post):  # only its draws are used: any posterior (recalibrated, ...)
         raise TypeError(f"post: expected a Posterior, received {type(post).__name__}")
     if len(post.event_shape) != 1:
         raise ValueError(f"post: expected event shape (nx,), received {tuple(post.event_shape)}")
-    n_samples = check_int("n_samples", n_samples, minimum=2)
+    num_samples = check_int("num_samples", num_samples, minimum=2)
     g = trapezoid_weights(x).to(post.device, post.dtype)
     if g.ndim != 1 or g.shape[0] != post.event_shape[0]:
         raise ValueError(
@@ -156,5 +158,5 @@ def _slice_draws(
     if seed is not None:
         seed = check_seed("seed", seed)
         gen = torch.Generator(device=post.device).manual_seed(seed)
-    draws = post.sample((n_samples,), generator=gen)
+    draws = post.sample((num_samples,), generator=gen)
     return draws, g, mass

@@ -31,6 +31,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int
 from .._detached import warn_detached
 from .._device import ArrayLike, as_tensor
+from .._renamed import renamed_kwargs
 from ..posterior import Posterior, SamplePosterior
 from .inequality import _slice_draws, _weights_and_masses
 
@@ -230,11 +231,12 @@ def project_monotone(
     return u.reshape(draws.shape).to(device=draws.device, dtype=draws.dtype)
 
 
+@renamed_kwargs(n_samples="num_samples")
 def monotone_posterior(
     post: Posterior,
     x: Tensor,
     mass: Tensor,
-    n_samples: int = 500,
+    num_samples: int = 500,
     *,
     decreasing: bool = True,
     nonnegative: bool = False,
@@ -254,7 +256,7 @@ def monotone_posterior(
         ``[nx]`` strictly increasing grid.
     mass : Tensor
         ``[*batch]`` (or broadcastable to it): the mass of each slice.
-    n_samples : int
+    num_samples : int
         Number of draws, ``>= 2`` (for the empirical moments).
     decreasing, nonnegative : bool
         As in :func:`project_monotone`.
@@ -264,10 +266,10 @@ def monotone_posterior(
     Returns
     -------
     SamplePosterior
-        Draws ``[1, n_samples, *batch, nx]``, all monotone with ``g.u = mass``.
+        Draws ``[1, num_samples, *batch, nx]``, all monotone with ``g.u = mass``.
     """
     decreasing = check_bool("decreasing", decreasing)
     nonnegative = check_bool("nonnegative", nonnegative)
-    draws, g, mass = _slice_draws(post, x, mass, n_samples, seed)
+    draws, g, mass = _slice_draws(post, x, mass, num_samples, seed)
     u = project_monotone(draws, g, mass, decreasing=decreasing, nonnegative=nonnegative)
     return SamplePosterior(u.unsqueeze(0), event_ndim=1)

@@ -98,7 +98,7 @@ class _StandEnsemble:
     def __init__(self, members: int):
         self.members, self.seeds = members, []
 
-    def posterior(self, x, *, num_draws: int, seed: int):
+    def posterior(self, x, *, num_samples: int, seed: int):
         from bayesphys import SamplePosterior
 
         self.seeds.append(seed)
@@ -106,9 +106,9 @@ class _StandEnsemble:
         draws = torch.stack(
             [
                 src + torch.randn(src.shape, generator=torch.Generator().manual_seed(seed + k))
-                for k in range(num_draws)
+                for k in range(num_samples)
             ]
-        )  # [num_draws, n, d]
+        )  # [num_samples, n, d]
         return SamplePosterior(draws[None, :, None].expand(self.members, -1, -1, -1, -1))
 
 

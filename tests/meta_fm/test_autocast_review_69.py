@@ -35,8 +35,8 @@ def _run(pairs: PopulationPairs):
     return (
         torch.as_tensor(losses),
         torch.cat(list(m.predict([src], seed=0))),
-        m.posterior(src, num_draws=3, seed=0).mean,
-        ens.posterior(src, num_draws=2, seed=0).mean,
+        m.posterior(src, num_samples=3, seed=0).mean,
+        ens.posterior(src, num_samples=2, seed=0).mean,
     )
 
 

@@ -98,12 +98,12 @@ def test_posterior_ensemble_and_a_loaded_model_warn_once(tmp_path):
     model = MetaFlowMatching(data, seed=0, **TINY_MFM)
     model.fit(steps=2, progress=False)
     with pytest.warns(UserWarning, match=UNTRAINED) as rec:
-        model.posterior(same, [1, 2], num_draws=3)
+        model.posterior(same, [1, 2], num_samples=3)
     assert sum("never occurred" in str(w.message) for w in rec) == 1  # not once per draw
     ens = MFMEnsemble(data, members=2, seed=0, **TINY_MFM)
     ens.fit(steps=2, progress=False)
     for call in (
-        lambda: ens.posterior(same, [1, 2], num_draws=2),
+        lambda: ens.posterior(same, [1, 2], num_samples=2),
         lambda: ens.predict_members(same, [1, 2]),
     ):
         got = _recorded(call)

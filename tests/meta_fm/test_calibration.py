@@ -114,11 +114,11 @@ def test_infer_keeps_a_random_n_draws_of_the_balanced_pool(monkeypatch):
         calibrate_mod, "calibration_rows", lambda s, infer, *a, **k: seen.append(infer)
     )
 
-    def coded(self, x, treatment=None, *, num_draws=1, seed=0, features=None):
+    def coded(self, x, treatment=None, *, num_samples=1, seed=0, features=None):
         # draw k of member m: a population at the constant 10 m + k
-        codes = torch.tensor([[10.0 * m + k for k in range(num_draws)] for m in range(2)])
+        codes = torch.tensor([[10.0 * m + k for k in range(num_samples)] for m in range(2)])
         n, d = x[0].shape
-        return SamplePosterior(codes[:, :, None, None, None].expand(2, num_draws, 1, n, d))
+        return SamplePosterior(codes[:, :, None, None, None].expand(2, num_samples, 1, n, d))
 
     monkeypatch.setattr(MFMEnsemble, "posterior", coded)
     calibrate_rows(True, 0, steps=5, n_draws=5, members=2)

@@ -148,10 +148,10 @@ def test_model_arguments():
             m.embed(pops, points=bad)
     with pytest.raises(TypeError, match="^points: "):
         m.embed(pops, points=2.5)
-    with pytest.raises(TypeError, match="^num_draws: "):
-        m.posterior(pops, num_draws=2.5)
-    with pytest.raises(ValueError, match="^num_draws: "):
-        m.posterior(pops, num_draws=1)
+    with pytest.raises(TypeError, match="^num_samples: "):
+        m.posterior(pops, num_samples=2.5)
+    with pytest.raises(ValueError, match="^num_samples: "):
+        m.posterior(pops, num_samples=1)
     with pytest.raises(TypeError, match="^chunk: "):
         m.predict(pops, chunk=math.nan)
     assert [p.shape for p in m.predict(pops, steps=1, chunk=64.0)] == [(20, 2)] * 2
@@ -175,8 +175,8 @@ def test_ensemble_arguments():
         MFMEnsemble(data, members=2, seed=0.5, **TINY_MFM)
     ens = MFMEnsemble(data, members=2, **TINY_MFM)
     src = data.subset("test").source
-    with pytest.raises(ValueError, match="^num_draws: "):
-        ens.posterior(src, num_draws=0)  # was torch's "stack expects a non-empty TensorList"
+    with pytest.raises(ValueError, match="^num_samples: "):
+        ens.posterior(src, num_samples=0)  # was torch's "stack expects a non-empty TensorList"
     with pytest.raises(ValueError, match="^steps: "):
         ens.fit(steps=-1, progress=False)
     cal, test = data.subset("cal"), data.subset("test")
@@ -188,7 +188,7 @@ def test_ensemble_arguments():
         ens.uncertainty(cal, test, max_points=0)
     with pytest.raises(TypeError, match="^noise_splits: "):
         ens.uncertainty(cal, test, noise_splits=math.nan)
-    post = ens.posterior(src, num_draws=1)
+    post = ens.posterior(src, num_samples=1)
     with pytest.raises(ValueError, match="^max_points: "):
         w2_inference_data(post, test.target, max_points=-1)
 

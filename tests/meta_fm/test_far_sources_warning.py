@@ -53,7 +53,7 @@ def _top(data) -> float:
 def test_held_out_populations_are_silent(model, data):
     test = data.subset("test").source
     assert _messages(lambda: model.predict(test)) == []
-    assert _messages(lambda: model.posterior(test, num_draws=2)) == []
+    assert _messages(lambda: model.posterior(test, num_samples=2)) == []
 
 
 def test_shifted_population_warns_once(model, data):
@@ -63,7 +63,7 @@ def test_shifted_population_warns_once(model, data):
     assert len(msgs) == 1
     assert "1 of 2 source populations" in msgs[0] and "population 1" in msgs[0]
     assert "pooled training sds" in msgs[0]
-    assert len(_messages(lambda: model.posterior([shifted, test[1]], num_draws=3))) == 1
+    assert len(_messages(lambda: model.posterior([shifted, test[1]], num_samples=3))) == 1
 
 
 def test_scaled_population_warns(model, data):

@@ -109,7 +109,7 @@ def test_seeds_at_the_top_of_the_range(data):
     m.fit(steps=2, progress=False)
     m.fit(steps=1, progress=False, seed=TOP)
     test = data.subset("test").source
-    post = m.posterior(test, num_draws=2, seed=TOP)
+    post = m.posterior(test, num_samples=2, seed=TOP)
     assert torch.equal(post.draws[0, 1], torch.stack(m.predict(test, seed=0)))  # TOP + 1 wraps
     ens = MFMEnsemble(data, members=2, seed=TOP, **TINY_MFM)
     assert ens.models[1].seed == 0
@@ -118,11 +118,11 @@ def test_seeds_at_the_top_of_the_range(data):
 def test_posterior_batch_is_the_populations_and_event_one_population(data):
     m = _fitted(data)
     test = data.subset("test").source
-    post = m.posterior(test, num_draws=2)
+    post = m.posterior(test, num_samples=2)
     assert post.batch_shape == (2,) and post.event_shape == (20, 2)
     ens = MFMEnsemble(data, members=2, seed=0, **TINY_MFM)
     ens.fit(steps=2, progress=False)
-    epost = ens.posterior(test, num_draws=2)
+    epost = ens.posterior(test, num_samples=2)
     assert epost.batch_shape == (2,) and epost.event_shape == (20, 2)
     assert epost.mean.shape == (2, 20, 2)
 

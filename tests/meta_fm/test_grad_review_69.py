@@ -48,7 +48,7 @@ def test_posterior_warns_once(model):
     m, src, _ = model
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        post = m.posterior([src.clone().requires_grad_()], num_draws=2)
+        post = m.posterior([src.clone().requires_grad_()], num_samples=2)
     grad_warnings = [w for w in rec if "requires grad" in str(w.message)]
     assert len(grad_warnings) == 1
     assert str(grad_warnings[0].message).startswith("MetaFlowMatching.posterior: x requires grad")

@@ -376,7 +376,7 @@ def test_embed_and_ensemble_posterior_refuse_what_they_cannot_do():
             ValueError, match=r"^x: posterior needs equal population sizes, received \[20, 21\]"
         ),
     ):
-        ens.posterior(pops, num_draws=1)
+        ens.posterior(pops, num_samples=1)
 
 
 def test_predict_refuses_non_integer_treatments():
@@ -829,7 +829,7 @@ def test_small_populations_warn_in_fit_and_posterior():
     with pytest.warns(UserWarning, match="source population has 16 points, fewer than"):
         m.fit(steps=1, progress=False)
     with pytest.warns(UserWarning, match="every draw is identical"):
-        post = m.posterior(data.subset("test").source, num_draws=3)
+        post = m.posterior(data.subset("test").source, num_samples=3)
     assert float(post.variance.max()) == 0.0  # what the warning says
     # populations larger than points: no warning, and the draws differ
     big = MetaFlowMatching(
@@ -838,7 +838,7 @@ def test_small_populations_warn_in_fit_and_posterior():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         big.fit(steps=1, progress=False)
-        post = big.posterior(data.subset("test").source, num_draws=3)
+        post = big.posterior(data.subset("test").source, num_samples=3)
     assert float(post.variance.max()) > 0.0
 
 
@@ -937,7 +937,7 @@ def test_points_that_overflow_the_model_dtype_are_named_as_such():
     with pytest.raises(ValueError, match=match.format("sources")):
         m.predict([src * 1e300])
     with pytest.raises(ValueError, match=match.format("x")):
-        m.posterior([src * 1e300], num_draws=2)
+        m.posterior([src * 1e300], num_samples=2)
     assert m.predict([src * 1e30])[0].dtype == torch.float32  # large but representable
 
 

@@ -65,8 +65,8 @@ def test_treatment_indices_as_an_odd_array_are_read_as_their_values(make):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = m.predict(src, tr, features=feats)
-        post = m.posterior(src, tr, num_draws=2, features=feats)
+        post = m.posterior(src, tr, num_samples=2, features=feats)
     assert all(torch.equal(a, b) for a, b in zip(got, ref, strict=True))
-    ref_post = m.posterior(src, [1, 0], num_draws=2, features=feats)
+    ref_post = m.posterior(src, [1, 0], num_samples=2, features=feats)
     assert torch.equal(post.draws, ref_post.draws)
     assert np.array_equal(tr, [1, 0])

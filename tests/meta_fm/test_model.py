@@ -84,7 +84,7 @@ def test_single_model_posterior_and_embedding_bootstrap():
     d = linear_map(n_train=6, n_cal=0, n_test=2, n_points=64)
     m = MetaFlowMatching(d, seed=0, **SMALL)
     m.fit(steps=5, progress=False)
-    post = m.posterior(d.subset("test").source, num_draws=3)
+    post = m.posterior(d.subset("test").source, num_samples=3)
     assert isinstance(post, SamplePosterior)
     assert post.draws.shape == (1, 3, 2, 64, 2)
     assert float(post.variance.mean()) > 0  # different subsamples -> different embeddings
@@ -98,7 +98,7 @@ def test_ensemble_uncertainty_and_arviz(tmp_path):
     res = ens.fit(steps=5, progress=False)
     assert len(res.extra["members"]) == 2
     te = d.subset("test")
-    post = ens.posterior(te.source[:2], num_draws=2)
+    post = ens.posterior(te.source[:2], num_samples=2)
     assert post.draws.shape == (2, 2, 2, 48, 2)
     unc = ens.uncertainty(d.subset("cal"), te, max_points=48)
     assert 0.0 <= unc["coverage"] <= 1.0 and len(unc["test_error"]) == 6
@@ -258,7 +258,7 @@ def test_ensemble_members_embed_through_their_own_subsamples():
     assert not torch.equal(a[0], b[0])
     for lone, first in zip(m.predict(src, seed=5), a):  # member 0 reads as a lone model
         assert torch.equal(lone, first)
-    draws = ens.posterior(src, num_draws=2, seed=5).draws  # [M, K, P, n, d]
+    draws = ens.posterior(src, num_samples=2, seed=5).draws  # [M, K, P, n, d]
     seen = [draws[j, k] for j in range(2) for k in range(2)]
     assert all(not torch.equal(x, y) for i, x in enumerate(seen) for y in seen[i + 1 :])
     assert torch.equal(draws[1, 0], torch.stack(twin.predict(src, seed=5 + 2)))
@@ -266,7 +266,7 @@ def test_ensemble_members_embed_through_their_own_subsamples():
     for seed in (-3, 2**64 - 1):
         first = ens.predict_members(src, seed=seed)[0]
         assert all(torch.equal(x, y) for x, y in zip(m.predict(src, seed=seed), first))
-    top = ens.posterior(src, num_draws=2, seed=2**64 - 1).draws  # seeds past the top wrap
+    top = ens.posterior(src, num_samples=2, seed=2**64 - 1).draws  # seeds past the top wrap
     assert torch.equal(top[0, 1], torch.stack(m.predict(src, seed=0)))
 
 
@@ -370,7 +370,7 @@ def test_setting_read_at_construction_assigned_later_is_refused_at_use(tmp_path,
         "fit": lambda: m.fit(steps=1, progress=False),
         "embed": lambda: m.embed(src),
         "predict": lambda: m.predict(src),
-        "posterior": lambda: m.posterior(src, num_draws=2),
+        "posterior": lambda: m.posterior(src, num_samples=2),
     }
     for where, call in calls.items():
         with pytest.raises(ValueError, match=rf"^{where}: config {name}={value!r} was assigned"):
@@ -476,7 +476,7 @@ def test_fm_and_cgfm_predict_single_point_populations(method):
     alone = m.predict([src[3:4]])[0]
     assert alone.shape == (1, 2)
     torch.testing.assert_close(alone, whole[3:4], rtol=1e-5, atol=1e-5)
-    post = m.posterior([src[:1], src[1:2]], num_draws=2)
+    post = m.posterior([src[:1], src[1:2]], num_samples=2)
     assert post.draws.shape == (1, 2, 2, 1, 2)
     torch.testing.assert_close(post.draws[0, 0, 1], whole[1:2], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"at least 1 point"):

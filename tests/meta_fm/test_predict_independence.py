@@ -102,10 +102,10 @@ def test_posterior_passes_batch_to_its_predictions(fitted, monkeypatch):
     default stays the lone-population draws."""
     m, pops = fitted
     seen = _solve_sizes(monkeypatch)
-    default = m.posterior(pops, num_draws=2, seed=3).draws  # [1, K, P, n, d]
+    default = m.posterior(pops, num_samples=2, seed=3).draws  # [1, K, P, n, d]
     assert seen == [1] * 6
     seen.clear()
-    batched = m.posterior(pops, num_draws=2, seed=3, batch=True).draws
+    batched = m.posterior(pops, num_samples=2, seed=3, batch=True).draws
     assert seen == [3, 3] and batched.shape == default.shape == (1, 2, 3, 23, 2)
     for k in range(2):
         lone = torch.stack(m.predict(pops, seed=3 + k))
@@ -123,10 +123,10 @@ def test_ensemble_posterior_passes_batch_to_its_members(fitted, monkeypatch):
     other.fit(steps=3, progress=False)
     ens = MFMEnsemble(models=[m, other])
     seen = _solve_sizes(monkeypatch)
-    default = ens.posterior(pops, num_draws=2, seed=3).draws  # [M, K, P, n, d]
+    default = ens.posterior(pops, num_samples=2, seed=3).draws  # [M, K, P, n, d]
     assert seen == [1] * 12
     seen.clear()
-    batched = ens.posterior(pops, num_draws=2, seed=3, batch=True).draws
+    batched = ens.posterior(pops, num_samples=2, seed=3, batch=True).draws
     assert seen == [3] * 4 and batched.shape == default.shape == (2, 2, 3, 23, 2)
     for j, member in enumerate(ens.models):
         for k in range(2):

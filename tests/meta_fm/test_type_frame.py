@@ -168,16 +168,16 @@ def test_an_ensemble_fits_samples_and_round_trips_in_the_type_frame(tmp_path, me
     src, tr, feats = test.source[:3], test.treatment[:3], test.source_features[:3]
     n = src[0].shape[0]
     assert all(s.shape[0] == n for s in src)
-    post = ens.posterior(src, tr, features=feats, num_draws=2, seed=1)
+    post = ens.posterior(src, tr, features=feats, num_samples=2, seed=1)
     assert post.draws.shape == (2, 2, 3, n, 3)
     assert bool(torch.isfinite(post.draws).all())
     back = MFMEnsemble.load(ens.save(tmp_path / "ens.pt"))
     assert all(m.config.type_frame for m in back.models)
-    again = back.posterior(src, tr, features=feats, num_draws=2, seed=1)
+    again = back.posterior(src, tr, features=feats, num_samples=2, seed=1)
     assert torch.equal(again.draws, post.draws)
     # the type frame is read: without the features the members refuse the populations
     with pytest.raises(ValueError, match="features"):
-        ens.posterior(src, tr, num_draws=2)
+        ens.posterior(src, tr, num_samples=2)
 
 
 def test_uncertainty_refuses_non_one_hot_test_features_before_predicting(monkeypatch):

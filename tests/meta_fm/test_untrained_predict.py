@@ -29,7 +29,7 @@ def test_untrained_predict_warns_once_at_the_callers_line(data):
     assert len(got) == 1 and got[0].startswith(__file__)
     assert "MetaFlowMatching.predict: the model has not been trained" in got[0]
     # posterior warns once, not once more per draw
-    assert len(_messages(lambda: m.posterior(src, num_draws=3))) == 1
+    assert len(_messages(lambda: m.posterior(src, num_samples=3))) == 1
     m.fit(steps=1, progress=False)
     assert _messages(lambda: m.predict(src)) == []
 
@@ -40,7 +40,7 @@ def test_untrained_ensemble_predict_members_warns_once(data):
     got = _messages(lambda: ens.predict_members(src))
     assert len(got) == 1 and "MFMEnsemble.predict_members" in got[0]
     assert got[0].startswith(__file__)
-    assert len(_messages(lambda: ens.posterior(src, num_draws=2))) == 1
+    assert len(_messages(lambda: ens.posterior(src, num_samples=2))) == 1
     ens.models[0].fit(steps=1, progress=False)  # one trained member: no warning, as posterior
     assert _messages(lambda: ens.predict_members(src)) == []
 
@@ -52,5 +52,5 @@ def test_uneven_ensemble_posterior_does_not_warn_per_untrained_member(data):
     ens = MFMEnsemble(data, members=2, seed=0, method="FM", **TINY_MFM)
     ens.models[0].fit(steps=1, progress=False)
     src = data.subset("test").source
-    assert _messages(lambda: ens.posterior(src, num_draws=1)) == []
+    assert _messages(lambda: ens.posterior(src, num_samples=1)) == []
     assert len(_messages(lambda: ens.models[1].predict(src))) == 1

@@ -63,7 +63,7 @@ def test_posterior_zero_spread_warning_at_user_line(data):
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         line = inspect.currentframe().f_lineno + 1
-        m.posterior(data.subset("test").source, num_draws=2)
+        m.posterior(data.subset("test").source, num_samples=2)
     (w,) = _at(rec, "every draw is identical", line)
     assert str(w.message).startswith("posterior: populations of 16 points")
 

@@ -133,8 +133,8 @@ def test_laplace_settings():
     for name, value, exc in (
         ("dense_max", -1, ValueError),
         ("dense_max", 2.5, TypeError),
-        ("num_draws", 0, ValueError),
-        ("num_draws", True, TypeError),
+        ("num_samples", 0, ValueError),
+        ("num_samples", True, TypeError),
         ("jitter", -1e-12, ValueError),
         ("jitter", NAN, ValueError),
         ("seed", 2.5, TypeError),
@@ -157,7 +157,7 @@ def test_engine_valid_settings_still_work_and_integral_floats_are_ints():
     assert p2.field_shapes == {"u": (4, 3)} and not p2.multigrid
     sol, its, _ = cg(lambda v: 2 * v, torch.ones(3, dtype=torch.float64), tol=0, maxiter=3.0)
     assert torch.allclose(sol, torch.full((3,), 0.5, dtype=torch.float64)) and its >= 1
-    post = field_posterior(prob, x, "u", dense_max=0, num_draws=2, jitter=0, seed=None)
+    post = field_posterior(prob, x, "u", dense_max=0, num_samples=2, jitter=0, seed=None)
     assert post.mean.shape == (6,)
 
 

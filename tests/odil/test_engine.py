@@ -268,7 +268,7 @@ def test_laplace_equals_exact_posterior_linear_gaussian():
     assert torch.allclose(post.covariance.to_dense(), cov[:-1, :-1], rtol=1e-8, atol=1e-12)
     assert torch.allclose(post.mean, mean[:-1], atol=1e-8)
     # the pathwise sampler reproduces the same covariance
-    post_mc = field_posterior(prob, x, "u", dense_max=0, num_draws=200, cg_tol=1e-10)
+    post_mc = field_posterior(prob, x, "u", dense_max=0, num_samples=200, cg_tol=1e-10)
     assert torch.allclose(post_mc.variance, cov.diagonal()[:-1], rtol=0.35)
     assert torch.allclose(dense_gn_matrix(prob, x), torch.linalg.inv(cov), atol=1e-8)
     # the sparse Schur complement (coloured Jacobian + sparse LU) gives the same marginal
@@ -641,7 +641,7 @@ def test_field_posterior_draws_are_the_per_draw_cg_solutions():
     prob, _, _ = _linear_gaussian()
     x, _ = minimize(prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13)
     k_draws = 20  # more than one block of 16 columns
-    post = field_posterior(prob, x, "u", dense_max=0, num_draws=k_draws, cg_tol=1e-12, seed=3)
+    post = field_posterior(prob, x, "u", dense_max=0, num_samples=k_draws, cg_tol=1e-12, seed=3)
     r, jv, jtw = jvp_vjp(prob.residual, x)
     w = torch.randn(4, r.numel(), dtype=r.dtype, generator=torch.Generator().manual_seed(0))
     batched = jtw(w)  # [k, m] -> [k, n] in one pass
@@ -725,7 +725,7 @@ def test_field_posterior_draws_do_not_depend_on_the_block_of_columns(monkeypatch
     import bayesphys.odil.laplace as laplace
 
     prob, x = _trend_problem()
-    kw = dict(dense_max=0, num_draws=8, cg_tol=1e-13, seed=5)
+    kw = dict(dense_max=0, num_samples=8, cg_tol=1e-13, seed=5)
     whole = field_posterior(prob, x, "u", **kw).covariance._linear_op.root.to_dense()
     monkeypatch.setattr(laplace, "_DRAW_BLOCK", block)
     got = field_posterior(prob, x, "u", **kw).covariance._linear_op.root.to_dense()

@@ -515,7 +515,7 @@ def test_field_posterior_seed_none_gives_fresh_draws():
         {"u": (6,)}, {}, lambda f, p: {"r": f["u"] - a, "s": f["u"][1:] - f["u"][:-1]}
     )
     x, _ = minimize(prob, method="gn", steps=2)
-    kw = dict(dense_max=0, num_draws=4)
+    kw = dict(dense_max=0, num_samples=4)
     c0 = [field_posterior(prob, x, "u", seed=0, **kw).variance for _ in range(2)]
     assert torch.equal(c0[0], c0[1])
     cn = [field_posterior(prob, x, "u", seed=None, **kw).variance for _ in range(2)]
@@ -583,10 +583,10 @@ def test_field_posterior_warns_when_cg_stops_short():
 
     prob, x = _heat_problem()
     with pytest.warns(RuntimeWarning, match="field_posterior: CG did not reach"):
-        field_posterior(prob, x, "u", dense_max=0, num_draws=4, cg_maxiter=3)
+        field_posterior(prob, x, "u", dense_max=0, num_samples=4, cg_maxiter=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        field_posterior(prob, x, "u", dense_max=0, num_draws=4)
+        field_posterior(prob, x, "u", dense_max=0, num_samples=4)
 
 
 def test_field_posterior_refuses_cells_no_residual_sees():
@@ -605,7 +605,7 @@ def test_field_posterior_refuses_cells_no_residual_sees():
         with pytest.raises(
             ValueError, match=r"1 cell\(s\) of field 'u' \(e.g. \[\(4,\)\]\) have a zero Jacobian"
         ):
-            field_posterior(prob, x, "u", dense_max=dense_max, num_draws=8)
+            field_posterior(prob, x, "u", dense_max=dense_max, num_samples=8)
 
     # a free cell of another field, or a free parameter, makes the asked field's marginal
     # undefined too (the dense path failed inside torch's inv)

@@ -89,7 +89,7 @@ def test_a_nan_jacobian_behind_a_finite_residual_is_named():
 
     prob = DiscreteProblem({"u": (5,)}, {}, res)
     x = prob.pack({"u": torch.tensor([0.5, 0.5, 0.5, 0.0, 0.5], dtype=torch.float64)})
-    for kw in ({}, {"dense_max": 0, "num_draws": 4}):
+    for kw in ({}, {"dense_max": 0, "num_samples": 4}):
         with pytest.raises(ValueError, match="not finite"):
             field_posterior(prob, x, "u", **kw)  # an all-NaN posterior before
 
@@ -139,7 +139,7 @@ def test_a_cg_breakdown_is_not_answered_with_raise_cg_maxiter():
     assert "broke down" not in text
     with pytest.warns(RuntimeWarning, match="field_posterior: CG did not reach") as rec:
         # 5 draws: all break down (of 20, two ran on to cg_maxiter=1000, 8 s of this test)
-        field_posterior(prob, prob.initial(), "u", dense_max=0, num_draws=5, cg_tol=1e-8)
+        field_posterior(prob, prob.initial(), "u", dense_max=0, num_samples=5, cg_tol=1e-8)
     assert "broke down (a non-positive curvature" in str(rec[0].message)
 
 
@@ -226,11 +226,11 @@ def test_the_laplace_cg_tolerance_defaults_to_one_float32_reaches():
     with pytest.warns(RuntimeWarning, match="theta_covariance: CG did not reach cg_tol=1e-10"):
         theta_covariance(p32, x32, cg_tol=1e-10)  # the float64 default, out of reach here
     with pytest.warns(RuntimeWarning, match="field_posterior: CG did not reach cg_tol=1e-08"):
-        field_posterior(p32, x32, "u", dense_max=0, num_draws=8, cg_tol=1e-8)
+        field_posterior(p32, x32, "u", dense_max=0, num_samples=8, cg_tol=1e-8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cov32, info = theta_covariance(p32, x32)
-        post32 = field_posterior(p32, x32, "u", dense_max=0, num_draws=8)
+        post32 = field_posterior(p32, x32, "u", dense_max=0, num_samples=8)
     assert cov32.dtype == torch.float32 and max(info["cg_residuals"]) <= 1e-5
     torch.testing.assert_close(cov32.double(), ref, rtol=1e-3, atol=0)
     assert bool(torch.isfinite(post32.variance).all())
@@ -238,6 +238,6 @@ def test_the_laplace_cg_tolerance_defaults_to_one_float32_reaches():
     cov64, info64 = theta_covariance(p64, x64)
     old, old_info = theta_covariance(p64, x64, cg_tol=1e-10)
     assert torch.equal(cov64, old) and info64 == old_info
-    new_post = field_posterior(p64, x64, "u", dense_max=0, num_draws=8)
-    old_post = field_posterior(p64, x64, "u", dense_max=0, num_draws=8, cg_tol=1e-8)
+    new_post = field_posterior(p64, x64, "u", dense_max=0, num_samples=8)
+    old_post = field_posterior(p64, x64, "u", dense_max=0, num_samples=8, cg_tol=1e-8)
     assert torch.equal(new_post.covariance.to_dense(), old_post.covariance.to_dense())

@@ -22,7 +22,7 @@ def _problem(scale):
 def _sds(scale):
     prob = _problem(scale)
     x, _ = minimize(prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13)
-    post = field_posterior(prob, x, "u", dense_max=0, num_draws=16, cg_tol=1e-12, seed=0)
+    post = field_posterior(prob, x, "u", dense_max=0, num_samples=16, cg_tol=1e-12, seed=0)
     return post.mean / scale, post.variance.sqrt() / scale
 
 
@@ -37,7 +37,7 @@ def test_the_sampled_field_posterior_scales_with_the_field(scale):
 def test_an_explicit_jitter_is_an_absolute_variance():
     prob = _problem(1.0)
     x, _ = minimize(prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13)
-    kw = dict(dense_max=0, num_draws=4, cg_tol=1e-12, seed=0)
+    kw = dict(dense_max=0, num_samples=4, cg_tol=1e-12, seed=0)
     base = field_posterior(prob, x, "u", jitter=0.0, **kw).variance
     torch.testing.assert_close(
         field_posterior(prob, x, "u", jitter=0.25, **kw).variance, base + 0.25
@@ -75,7 +75,7 @@ def test_the_default_jitter_is_1e_12_of_the_mean_sampled_variance():
     an explicit jitter is absolute, see above)."""
     prob = _problem(1e-3)
     x, _ = minimize(prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13)
-    kw = dict(dense_max=0, num_draws=8, cg_tol=1e-12, seed=0)
+    kw = dict(dense_max=0, num_samples=8, cg_tol=1e-12, seed=0)
     base = field_posterior(prob, x, "u", jitter=0.0, **kw).variance
     got = field_posterior(prob, x, "u", **kw).variance
     want = torch.full_like(base, 1e-12 * float(base.mean()))

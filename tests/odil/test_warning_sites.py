@@ -191,7 +191,7 @@ def test_capped_cg_warnings_at_user_line():
         line = inspect.currentframe().f_lineno + 1
         minimize(prob, x, method="gn", steps=1, cg_tol=1e-13, cg_maxiter=2)
         theta_covariance(prob, x, cg_tol=1e-14, cg_maxiter=1)
-        field_posterior(prob, x, "u", dense_max=0, num_draws=2, cg_maxiter=1)
+        field_posterior(prob, x, "u", dense_max=0, num_samples=2, cg_maxiter=1)
     got = [w for w in rec if "CG" in str(w.message)]
     assert [str(w.message).split(":")[0] for w in got] == [
         "minimize",

@@ -74,7 +74,7 @@ def test_posteriors_of_other_events_are_refused_and_seed_none_draws_the_global_s
 
     def draws(fn, args, global_seed):
         torch.manual_seed(global_seed)
-        out = fn(*args, n_samples=50, seed=None)
+        out = fn(*args, num_samples=50, seed=None)
         return out.draws if hasattr(out, "draws") else out
 
     for fn, args in ((nonnegative_posterior, (post, x, 1.0)), (shock_posterior, (post, x))):

@@ -590,7 +590,7 @@ def test_scores_and_fronts_refuse_complex_values_and_an_empty_grid(prior, anp, d
 
 def test_nonnegative_step_checks_its_inputs(prior, anp, data):
     x, mass = anp.problem.grid(11), anp.mass(data)
-    with pytest.raises(ValueError, match="n_samples: expected an int >= 2"):
+    with pytest.raises(ValueError, match="num_samples: expected an int >= 2"):
         nonnegative_posterior(prior, x, mass, -1)
     with pytest.raises(ValueError, match=r"mass: expected shape \(2, 1\)"):
         nonnegative_posterior(prior, x, torch.ones(3), 4)  # was torch's expand error

@@ -247,7 +247,7 @@ def test_bad_queries_get_clear_errors():
         m.posterior(make_dataset("pme", 1, seed=1))
     post = m.posterior(d)
     x = m.problem.grid(201)
-    with pytest.raises(ValueError, match="n_samples: expected an int >= 1"):
+    with pytest.raises(ValueError, match="num_samples: expected an int >= 1"):
         shock_posterior(post, x, 0)
     with pytest.raises(ValueError, match=r"x: expected shape \(201,\)"):
         shock_position(post.mean, x[:-1])

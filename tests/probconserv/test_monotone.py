@@ -299,7 +299,7 @@ def test_monotone_posterior_from_update(nonnegative):
 
 def test_monotone_posterior_checks_its_inputs():
     post, x, mass = _stefan_like_posterior(batch=(2, 1), nx=11)
-    with pytest.raises(ValueError, match="n_samples: expected an int >= 2"):
+    with pytest.raises(ValueError, match="num_samples: expected an int >= 2"):
         monotone_posterior(post, x, mass, 1)
     with pytest.raises(ValueError, match=r"mass: expected shape \(2, 1\)"):
         monotone_posterior(post, x, torch.ones(3), 4)
