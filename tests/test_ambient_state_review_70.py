@@ -72,7 +72,7 @@ def _meta_fm() -> list:
     data = linear_map(n_train=6, n_cal=0, n_test=2, n_points=32, seed=0)
     model = MetaFlowMatching(data, seed=0, **TINY_MFM)
     res = model.fit(steps=2, progress=False)
-    return [res.loss_history, *_values(model.posterior([data.source[0]], num_draws=2).draws)]
+    return [res.loss_history, *_values(model.posterior([data.source[0]], num_samples=2).draws)]
 
 
 def _odil_minimize() -> list:

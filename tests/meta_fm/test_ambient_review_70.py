@@ -20,7 +20,7 @@ def _plain():
     data = linear_map(n_train=6, n_cal=0, n_test=2, n_points=32, seed=0)
     model = MetaFlowMatching(data, seed=0, **TINY_MFM)
     loss = model.fit(steps=2, progress=False).loss_history
-    return loss, model.posterior([data.source[0]], num_draws=2, seed=0).draws
+    return loss, model.posterior([data.source[0]], num_samples=2, seed=0).draws
 
 
 def _type_frame():
