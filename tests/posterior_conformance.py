@@ -45,6 +45,10 @@ class PosteriorConformance:
     mc_samples: int = 2000
     #: number of standard errors the Monte-Carlo moments may be off (over all points)
     mc_z: float = 6.0
+    #: ``sample`` resamples ``S`` stored draws with replacement (a :class:`SamplePosterior`):
+    #: the draws then have the plug-in variance ``(S - 1) / S * variance`` (``variance`` is the
+    #: unbiased one), which the moment check expects
+    resamples_stored_draws: bool = False
     #: extra relative slack on the moments, for a posterior whose moments are documented as
     #: an approximation of its draws' (e.g. integrated over a quantile grid); 0: none
     mc_rtol: float = 0.0
@@ -53,9 +57,11 @@ class PosteriorConformance:
         """The posterior under test (the smallest real instance)."""
         raise NotImplementedError
 
-    @pytest.fixture
-    def post(self) -> Posterior:
-        return self.make_posterior()
+    @pytest.fixture(scope="class")
+    @classmethod
+    def post(cls) -> Posterior:
+        # built once per subclass: no test changes the posterior it is given
+        return cls().make_posterior()
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -83,6 +89,22 @@ class PosteriorConformance:
 
     def test_int_sample_shape_is_the_one_tuple(self, post):
         torch.testing.assert_close(post.sample(3, seed=5), post.sample((3,), seed=5))
+
+    @pytest.mark.parametrize(
+        ("shape", "error"),
+        [(-1, ValueError), ((2, -1), ValueError), (2.5, TypeError), (True, TypeError)],
+    )
+    def test_bad_sample_shape_is_refused_naming_it(self, post, shape, error):
+        with pytest.raises(error, match="sample_shape"):
+            post.sample(shape, seed=0)
+
+    def test_bad_generator_and_seed_are_refused_naming_them(self, post):
+        with pytest.raises(TypeError, match="generator"):
+            post.sample(2, 3)  # an int where a generator goes
+        with pytest.raises(ValueError, match="seed"):
+            post.sample(2, seed=2**64)  # past torch's seed range
+        with pytest.raises(TypeError, match="seed"):
+            post.sample(2, seed=1.5)
 
     def test_rsample_shape_or_documented_error(self, post):
         if not self.has_rsample:
@@ -136,6 +158,7 @@ class PosteriorConformance:
         assert bool((qs.diff(dim=0) >= 0).all()), "quantiles decrease in q"
         assert tuple(post.quantile(0.5).shape) == self._full(post)
         assert tuple(post.quantile([0.2, 0.8]).shape) == (2, *self._full(post))
+        assert tuple(post.quantile([[0.2, 0.3], [0.6, 0.8]]).shape) == (2, 2, *self._full(post))
 
     @pytest.mark.parametrize("q", BAD_Q)
     def test_bad_q_is_a_value_error_naming_q(self, post, q):
@@ -173,6 +196,9 @@ class PosteriorConformance:
         n = self.mc_samples
         draws = post.sample(n, seed=123).double()
         mean, var = post.mean.double(), post.variance.double()
+        if self.resamples_stored_draws:
+            stored = post.num_chains * post.num_draws
+            var = var * (stored - 1) / stored
         smean = draws.mean(0)
         dev = draws - smean
         svar = dev.square().mean(0) * n / (n - 1)
@@ -180,7 +206,9 @@ class PosteriorConformance:
         scale = var.max().clamp_min(1e-300)
         eps = 1e-6 * scale + 1e-30  # an exactly pinned point: round-off only
         se_mean = (var / n).sqrt()
-        se_var = ((m4 - svar.square()).clamp_min(0) / n).sqrt()
+        # the exact sd of the unbiased sample variance, (m4 - s^4 (n - 3)/(n - 1)) / n: its
+        # second-order term keeps a tolerance for draws of two equally likely values (m4 = s^4)
+        se_var = ((m4 - svar.square()).clamp_min(0) / n + 2 * svar.square() / (n * (n - 1))).sqrt()
         tol_mean = self.mc_z * se_mean + self.mc_rtol * var.sqrt() + eps.sqrt()
         tol_var = self.mc_z * se_var + self.mc_rtol * var + eps
         worst_mean = float(((smean - mean).abs() / tol_mean).max())
@@ -199,6 +227,9 @@ class PosteriorConformance:
         assert bool(torch.isfinite(one).all())
         many = post.log_prob(post.sample(3, seed=0))
         assert tuple(many.shape) == (3, *post.batch_shape)
+        with pytest.raises(ValueError, match="value"):
+            last = post.event_shape[-1] + 1 if len(post.event_shape) else 2
+            post.log_prob(post.mean.new_zeros((*post.batch_shape, last)))
 
     # -- devices, export, repr --------------------------------------------------------------
     def test_to_cpu_keeps_values(self, post):

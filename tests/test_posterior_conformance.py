@@ -77,6 +77,7 @@ class TestGaussianBatched(PosteriorConformance):
 class TestSamplePosterior(PosteriorConformance):
     has_log_prob = False
     has_rsample = False
+    resamples_stored_draws = True
 
     def make_posterior(self):
         draws = _mean(2, 150, 2, 3, seed=10)  # 2 chains x 150 draws, batch (2,), event (3,)
