@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,6 +88,13 @@ class PosteriorConformance:
         assert tuple(post.sample(seed=0).shape) == full
         assert tuple(post.sample(torch.Size([2]), seed=0).shape) == (2, *full)
 
+    def test_empty_sample_shape_gives_no_draws(self, post):
+        assert tuple(post.sample(0, seed=0).shape) == (0, *self._full(post))
+        assert tuple(post.sample((2, 0), seed=0).shape) == (2, 0, *self._full(post))
+
+    def test_sample_carries_no_gradient(self, post):
+        assert not post.sample(2, seed=0).requires_grad
+
     def test_int_sample_shape_is_the_one_tuple(self, post):
         torch.testing.assert_close(post.sample(3, seed=5), post.sample((3,), seed=5))
 
@@ -148,6 +156,7 @@ class PosteriorConformance:
         state = torch.get_rng_state()
         post.sample(3, seed=1)
         post.sample(3, generator=self._gen(post, 2))
+        post.to_inference_data(num_samples=2, num_chains=2, seed=3)
         assert torch.equal(torch.get_rng_state(), state), "seeded draws advanced torch's RNG"
 
     # -- quantiles and intervals ------------------------------------------------------------
@@ -166,6 +175,22 @@ class PosteriorConformance:
             post.quantile(q)
         with pytest.raises(ValueError, match="q"):
             post.quantile([0.5, q])
+
+    def test_non_numeric_q_and_level_are_type_errors_naming_them(self, post):
+        with pytest.raises(TypeError, match="q"):
+            post.quantile("0.5")
+        with pytest.raises(TypeError, match="level"):
+            post.interval("0.9")
+        with pytest.raises(TypeError, match="level"):
+            post.interval(True)
+
+    def test_array_and_tensor_q_give_the_float_q_quantiles(self, post):
+        want = post.quantile([0.3, 0.6])
+        torch.testing.assert_close(post.quantile(np.array([0.3, 0.6])), want)
+        torch.testing.assert_close(
+            post.quantile(torch.tensor([0.3, 0.6], dtype=torch.float64)), want
+        )
+        torch.testing.assert_close(post.quantile(torch.tensor(0.3, dtype=torch.float64)), want[0])
 
     def test_median_lies_inside_the_intervals(self, post):
         med = post.quantile(0.5)
@@ -233,6 +258,7 @@ class PosteriorConformance:
 
     # -- devices, export, repr --------------------------------------------------------------
     def test_to_cpu_keeps_values(self, post):
+        assert post.to(None).device == torch.device("cpu")  # None: the CPU, as for a model
         moved = post.to("cpu")
         assert moved.device == torch.device("cpu")
         assert tuple(moved.event_shape) == tuple(post.event_shape)
