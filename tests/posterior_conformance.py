@@ -255,6 +255,10 @@ class PosteriorConformance:
         with pytest.raises(ValueError, match="value"):
             last = post.event_shape[-1] + 1 if len(post.event_shape) else 2
             post.log_prob(post.mean.new_zeros((*post.batch_shape, last)))
+        with pytest.raises(TypeError, match="value"):
+            post.log_prob(post.mean.round().long())
+        with pytest.raises(TypeError, match="value"):
+            post.log_prob(post.mean.tolist())
 
     # -- devices, export, repr --------------------------------------------------------------
     def test_to_cpu_keeps_values(self, post):

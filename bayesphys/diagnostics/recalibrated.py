@@ -243,6 +243,9 @@ class RecalibratedPosterior:
         own check), worded as the base's."""
         if not isinstance(value, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, received {type(value).__name__}")
+        if not value.is_floating_point():
+            # as the base's check: an integer value was scored as if it were a float
+            raise TypeError(f"{name}: expected floating values, received {value.dtype}")
         event, batch = tuple(self.event_shape), tuple(self.batch_shape)
         nev = len(event)
         if value.ndim < nev or tuple(value.shape[value.ndim - nev :]) != event:
