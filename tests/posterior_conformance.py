@@ -60,9 +60,16 @@ class PosteriorConformance:
 
     @pytest.fixture(scope="class")
     @classmethod
-    def post(cls) -> Posterior:
-        # built once per subclass: no test changes the posterior it is given
-        return cls().make_posterior()
+    def post(cls):
+        # built once per subclass: no test changes the posterior it is given. One thread: the
+        # instances are tiny, and torch's thread pool on a loaded machine made a 0.05 s
+        # prediction take 15 s
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield cls().make_posterior()
+        finally:
+            torch.set_num_threads(threads)
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -278,6 +285,17 @@ class PosteriorConformance:
         var = group_dataset(idata, "posterior")[name]
         assert tuple(var.shape) == (2, 2, *self._full(post))
         assert var.dims[:2] == ("chain", "draw")
+
+    def test_stored_chains_export_as_they_are(self, post):
+        if not self.resamples_stored_draws:
+            # a posterior without stored chains draws the default 1000 in one chain
+            idata = post.to_inference_data(seed=0)
+            shape = (1, 1000)
+        else:
+            idata = post.to_inference_data()
+            shape = (post.num_chains, post.num_draws)
+        var = group_dataset(idata, "posterior")[getattr(post, "export_name", "u")]
+        assert tuple(var.shape) == (*shape, *self._full(post))
 
     def test_repr_does_not_raise(self, post):
         text = repr(post)

@@ -25,7 +25,7 @@ class TestMetaFlowMatchingPosterior(PosteriorConformance):
     def make_posterior(self):
         m = MetaFlowMatching(_data(), seed=0, **SMALL)
         m.fit(steps=3, progress=False)
-        return m.posterior(_data().subset("test").source[:2], num_draws=4)
+        return m.posterior(_data().subset("test").source[:2])  # the default 8 draws
 
 
 class TestMFMEnsemblePosterior(PosteriorConformance):
@@ -34,6 +34,6 @@ class TestMFMEnsemblePosterior(PosteriorConformance):
     resamples_stored_draws = True
 
     def make_posterior(self):
-        ens = MFMEnsemble(_data(), members=2, seed=0, **SMALL)
+        ens = MFMEnsemble(_data(), members=4, seed=0, **SMALL)
         ens.fit(steps=3, progress=False)
-        return ens.posterior(_data().subset("test").source[:2], num_draws=2)
+        return ens.posterior(_data().subset("test").source[:2])  # one draw per member
