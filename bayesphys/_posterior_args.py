@@ -91,6 +91,18 @@ def _check_level(level: float, name: str = "level") -> float:
     return level
 
 
+def _check_interval_level(level: float, dtype: torch.dtype) -> float:
+    """:func:`_check_level`, and a ``ValueError`` naming ``level`` when the upper tail
+    probability ``(1 + level) / 2`` rounds to 1 in a floating ``dtype`` (the posterior's)."""
+    level = _check_level(level)
+    if dtype.is_floating_point and torch.tensor((1 + level) / 2, dtype=dtype) >= 1:
+        raise ValueError(
+            f"level: {level!r} is too close to 1 for a {dtype} posterior (its upper "
+            f"quantile (1 + level)/2 rounds to 1)"
+        )
+    return level
+
+
 def _check_levels(levels, name: str = "levels") -> list[float]:
     """A non-empty sequence of probabilities in ``(0, 1)`` as floats (a single number, a 0-d
     array or tensor included, or a string is refused: pass ``[level]``)."""

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ._posterior_args import (
     _central_quantiles,
-    _check_level,
+    _check_interval_level,
 )
 from ._process_state import make_generator
 
@@ -140,16 +140,7 @@ class _PosteriorBase:
         """:meth:`interval` at each of ``levels`` from one :meth:`quantile` call (quantiles
         are computed value by value: the same numbers as one call per level)."""
         dtype = getattr(self, "dtype", torch.float64)
-        checked = []
-        for level in levels:
-            level = _check_level(level)
-            if dtype.is_floating_point and torch.tensor((1 + level) / 2, dtype=dtype) >= 1:
-                # the upper tail probability rounds to 1 in the posterior's dtype
-                raise ValueError(
-                    f"level: {level!r} is too close to 1 for a {dtype} posterior (its upper "
-                    f"quantile (1 + level)/2 rounds to 1)"
-                )
-            checked.append(level)
+        checked = [_check_interval_level(level, dtype) for level in levels]
         return _central_quantiles(self.quantile, checked)
 
     def to_inference_data(

@@ -20,7 +20,7 @@ from torch import Tensor
 from .._device import check_on_device
 from .._posterior_args import (
     _central_quantiles,
-    _check_level,
+    _check_interval_level,
     _q_tensor,
     _sampling_generator,
     _size,
@@ -214,8 +214,11 @@ class RecalibratedPosterior:
     interval._from_quantiles = True  # type: ignore[attr-defined]  # see central_intervals
 
     def _intervals(self, levels: Sequence[float]) -> list[tuple[Tensor, Tensor]]:
-        """:meth:`interval` at each of ``levels`` from one :meth:`quantile` call."""
-        return _central_quantiles(self.quantile, [_check_level(lv) for lv in levels])
+        """:meth:`interval` at each of ``levels`` from one :meth:`quantile` call (a level whose
+        upper tail probability rounds to 1 in the posterior's dtype is refused naming
+        ``level``, as for the other posteriors: it failed in the quantile naming ``q``)."""
+        checked = [_check_interval_level(lv, self.dtype) for lv in levels]
+        return _central_quantiles(self.quantile, checked)
 
     def log_prob(self, value: Tensor) -> Tensor:
         r"""Log density ``[*, *batch]`` of ``value [*, *batch, *event]`` (variance scaling only):
@@ -240,6 +243,9 @@ class RecalibratedPosterior:
         own check), worded as the base's."""
         if not isinstance(value, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, received {type(value).__name__}")
+        if not value.is_floating_point():
+            # as the base's check: an integer value was scored as if it were a float
+            raise TypeError(f"{name}: expected floating values, received {value.dtype}")
         event, batch = tuple(self.event_shape), tuple(self.batch_shape)
         nev = len(event)
         if value.ndim < nev or tuple(value.shape[value.ndim - nev :]) != event:
