@@ -198,3 +198,108 @@ def _torch_globals_kept():
         torch.autograd.set_detect_anomaly(before["anomaly detection"])
         torch.set_float32_matmul_precision(before["float32 matmul precision"])
         pytest.fail(f"the test left torch's global state changed (before, after): {changed}")
+
+
+# --- process-wide state a test must leave as it found it -------------------------------------
+# A test that leaves the process changed makes the tests after it order-dependent: benchmark
+# mains called in-process set one torch thread and never set it back, and a later test that
+# compared a one-thread result with a two-thread one passed only in the full suite. Checked by
+# hooks rather than a fixture so that the comparison brackets every fixture (``monkeypatch``'s
+# undo included), whatever order pytest sets fixtures up in. A test marked
+# ``@pytest.mark.leaks_state("why")`` is not checked.
+
+_WATCHED_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_DEBUG_CPU_TYPE",
+    "ATEN_CPU_CAPABILITY",
+    "MALLOC_TRIM_THRESHOLD_",
+    "XDG_CACHE_HOME",
+    "TQDM_DISABLE",
+    "TQDM_MININTERVAL",
+    "MPLBACKEND",
+    "PYTHONPATH",
+    "PYTHONHASHSEED",
+    "HOME",
+    "USERPROFILE",
+    "COLUMNS",
+    "HYPOTHESIS_PROFILE",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "GLOO_SOCKET_IFNAME",
+)
+
+_STATE_ENTERED = pytest.StashKey[dict]()
+_THREADS_SET_UP = pytest.StashKey[int]()
+
+
+def _process_state() -> dict:
+    """The process-wide settings a test could leave changed (torch's global modes are
+    ``_torch_globals``, checked by ``_torch_globals_kept``)."""
+    import sys
+
+    env = os.environ
+    state = {f"${k}": env.get(k) for k in _WATCHED_ENV}
+    state.update({f"${k}": v for k, v in env.items() if k.startswith("BAYESPHYS_")})
+    state["torch threads"] = torch.get_num_threads()
+    state["working directory"] = os.getcwd()
+    plt = sys.modules.get("matplotlib.pyplot")
+    state["open pyplot figures"] = tuple(plt.get_fignums()) if plt is not None else ()
+    return state
+
+
+def _state_changes(before: dict, after: dict) -> dict:
+    return {
+        k: (before.get(k), after.get(k))
+        for k in before.keys() | after.keys()
+        if before.get(k) != after.get(k)
+    }
+
+
+def _state_checked(item) -> bool:
+    marker = item.get_closest_marker("leaks_state")
+    if marker is None:
+        return True
+    if not (marker.args or marker.kwargs.get("reason")):
+        raise pytest.UsageError(f"{item.nodeid}: leaks_state needs a reason")
+    return False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    if _state_checked(item):
+        item.stash[_STATE_ENTERED] = _process_state()
+    try:
+        return (yield)
+    finally:
+        if _STATE_ENTERED in item.stash:
+            item.stash[_THREADS_SET_UP] = torch.get_num_threads()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    # the test's own thread count (fixtures such as ``one_torch_thread`` or ``_few_threads``
+    # set it for the test and back after it, which would hide a test body's leak)
+    threads_in_test = (item.stash.get(_THREADS_SET_UP, None), torch.get_num_threads())
+    result = yield
+    before = item.stash.get(_STATE_ENTERED, None)
+    if before is None:
+        return result
+    changed = _state_changes(before, _process_state())
+    if threads_in_test[0] is not None and threads_in_test[0] != threads_in_test[1]:
+        changed["torch threads (set up -> end of test)"] = threads_in_test
+    if changed:
+        lines = "\n".join(f"  {k}: {b!r} -> {a!r}" for k, (b, a) in sorted(changed.items()))
+        raise AssertionError(
+            "the test left process-wide state changed (before -> after); restore it, or mark "
+            f"the test @pytest.mark.leaks_state(reason):\n{lines}"
+        )
+    return result
