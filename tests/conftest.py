@@ -238,7 +238,7 @@ _WATCHED_ENV = (
 )
 
 _STATE_ENTERED = pytest.StashKey[dict]()
-_THREADS_SET_UP = pytest.StashKey[int]()
+_THREADS_LEFT = pytest.StashKey[tuple]()
 
 
 def _process_state() -> dict:
@@ -273,29 +273,43 @@ def _state_checked(item) -> bool:
     return False
 
 
+@pytest.fixture
+def restore_threads():
+    """Give the test's torch thread count back after it: for tests that call a script's
+    ``main()`` in-process (a script's main sets the count for its process, and may)."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _threads_kept(_few_threads, request):
+    """The thread count the test's body and its function fixtures leave, compared with the one
+    they were given (``_few_threads`` sets the count for the test and back after it, which hid
+    a leak: it is set up before, and torn down after, this fixture)."""
+    n = torch.get_num_threads()
+    yield
+    left = torch.get_num_threads()
+    if left != n:
+        request.node.stash[_THREADS_LEFT] = (n, left)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
     if _state_checked(item):
         item.stash[_STATE_ENTERED] = _process_state()
-    try:
-        return (yield)
-    finally:
-        if _STATE_ENTERED in item.stash:
-            item.stash[_THREADS_SET_UP] = torch.get_num_threads()
+    return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    # the test's own thread count (fixtures such as ``one_torch_thread`` or ``_few_threads``
-    # set it for the test and back after it, which would hide a test body's leak)
-    threads_in_test = (item.stash.get(_THREADS_SET_UP, None), torch.get_num_threads())
-    result = yield
+    result = yield  # every fixture of the test torn down, monkeypatch's undo included
     before = item.stash.get(_STATE_ENTERED, None)
     if before is None:
         return result
     changed = _state_changes(before, _process_state())
-    if threads_in_test[0] is not None and threads_in_test[0] != threads_in_test[1]:
-        changed["torch threads (set up -> end of test)"] = threads_in_test
+    if _THREADS_LEFT in item.stash:
+        changed["torch threads (in the test)"] = item.stash[_THREADS_LEFT]
     if changed:
         lines = "\n".join(f"  {k}: {b!r} -> {a!r}" for k, (b, a) in sorted(changed.items()))
         raise AssertionError(
