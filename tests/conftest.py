@@ -237,7 +237,6 @@ _WATCHED_ENV = (
     "GLOO_SOCKET_IFNAME",
 )
 
-_STATE_ENTERED = pytest.StashKey[dict]()
 _THREADS_LEFT = pytest.StashKey[tuple]()
 
 
@@ -294,26 +293,56 @@ def _threads_kept(_few_threads, request):
         request.node.stash[_THREADS_LEFT] = (n, left)
 
 
+# the state each node (session, package, module, class, test) was entered with, with the
+# number of the setup that entered it: a node entered with its parent (a module's first test)
+# is not compared on its own, since the parent's fixtures (a module-scoped fit on one thread,
+# set back at the module's end) were set up by that same setup
+_ENTERED: dict = {}
+_SETUPS = [0]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    if _state_checked(item):
-        item.stash[_STATE_ENTERED] = _process_state()
+    _SETUPS[0] += 1
+    state = _process_state()
+    for node in item.listchain():
+        _ENTERED.setdefault(node, (state, _SETUPS[0]))
     return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    result = yield  # every fixture of the test torn down, monkeypatch's undo included
-    before = item.stash.get(_STATE_ENTERED, None)
-    if before is None:
+    result = yield  # every fixture torn down here is gone, monkeypatch's undo included
+    chain = item.listchain()
+    kept = set(nextitem.listchain()) if nextitem is not None else set()
+    left = [n for n in chain if n not in kept]  # the nodes whose fixtures were torn down
+    alive = [n for n in chain if n in kept]
+    entered = {n: _ENTERED.pop(n, None) for n in left}
+    if not left or entered[left[0]] is None:
         return result
-    changed = _state_changes(before, _process_state())
+    before, setup = entered[left[0]]
+    after = _process_state()
+    changed = _state_changes(before, after)
+    if alive and _ENTERED.get(alive[-1], (None, None))[1] == setup:
+        changed = {}  # entered with its parent, whose fixtures may hold a change till its end
     if _THREADS_LEFT in item.stash:
         changed["torch threads (in the test)"] = item.stash[_THREADS_LEFT]
-    if changed:
-        lines = "\n".join(f"  {k}: {b!r} -> {a!r}" for k, (b, a) in sorted(changed.items()))
-        raise AssertionError(
-            "the test left process-wide state changed (before -> after); restore it, or mark "
-            f"the test @pytest.mark.leaks_state(reason):\n{lines}"
+    if not changed:
+        return result
+    for node in alive:  # a change is reported once (or, under leaks_state, accepted)
+        _ENTERED[node] = (
+            {**_ENTERED[node][0], **{k: after.get(k) for k in changed}},
+            _ENTERED[node][1],
         )
-    return result
+    if not _state_checked(item):
+        return result
+    where = (
+        "the test"
+        if left[0] is item
+        else f"the tests or fixtures of {left[0].nodeid or 'the session'}"
+    )
+    lines = "\n".join(f"  {k}: {b!r} -> {a!r}" for k, (b, a) in sorted(changed.items()))
+    raise AssertionError(
+        f"{where} left process-wide state changed (before -> after); restore it, or mark "
+        f"the test @pytest.mark.leaks_state(reason):\n{lines}"
+    )
