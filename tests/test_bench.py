@@ -419,7 +419,7 @@ def test_an_empty_out_is_refused_not_taken_for_the_current_folder(
     assert list(tmp_path.rglob("*")) == []
 
 
-def test_results_files_record_what_sets_the_thread_counts(tmp_path, monkeypatch):
+def test_results_files_record_what_sets_the_thread_counts(tmp_path, monkeypatch, one_torch_thread):
     """Only OMP_NUM_THREADS was recorded (in the command): torch's own thread count and the
     BLAS variables MKL_NUM_THREADS / OPENBLAS_NUM_THREADS were not. The header now has
     ``"threading"`` (torch's count and each of the three set), the command names the ones the
@@ -429,7 +429,6 @@ def test_results_files_record_what_sets_the_thread_counts(tmp_path, monkeypatch)
     monkeypatch.setenv("MKL_NUM_THREADS", "3")
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)  # restored by the autouse fixture of conftest
     want = {"torch_num_threads": 1, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3"}
     rows = [bench_row("p", "m", {"mse": 1e-4})]
     path = write_results("toy", rows, quick=True, command="c", out=tmp_path)
