@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from bayesphys import torch_threads
+from bayesphys._process_state import torch_threads
 from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 from bayesphys.problems.populations import linear_map
 from tests.tiny_models import TINY_MFM
