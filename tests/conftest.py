@@ -198,3 +198,151 @@ def _torch_globals_kept():
         torch.autograd.set_detect_anomaly(before["anomaly detection"])
         torch.set_float32_matmul_precision(before["float32 matmul precision"])
         pytest.fail(f"the test left torch's global state changed (before, after): {changed}")
+
+
+# --- process-wide state a test must leave as it found it -------------------------------------
+# A test that leaves the process changed makes the tests after it order-dependent: benchmark
+# mains called in-process set one torch thread and never set it back, and a later test that
+# compared a one-thread result with a two-thread one passed only in the full suite. Checked by
+# hooks rather than a fixture so that the comparison brackets every fixture (``monkeypatch``'s
+# undo included), whatever order pytest sets fixtures up in. A test marked
+# ``@pytest.mark.leaks_state("why")`` is not checked.
+
+_WATCHED_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_DEBUG_CPU_TYPE",
+    "ATEN_CPU_CAPABILITY",
+    "MALLOC_TRIM_THRESHOLD_",
+    "XDG_CACHE_HOME",
+    "TQDM_DISABLE",
+    "TQDM_MININTERVAL",
+    "MPLBACKEND",
+    "PYTHONPATH",
+    "PYTHONHASHSEED",
+    "HOME",
+    "USERPROFILE",
+    "COLUMNS",
+    "HYPOTHESIS_PROFILE",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "GLOO_SOCKET_IFNAME",
+)
+
+_THREADS_LEFT = pytest.StashKey[tuple]()
+
+
+def _process_state() -> dict:
+    """The process-wide settings a test could leave changed (torch's global modes are
+    ``_torch_globals``, checked by ``_torch_globals_kept``)."""
+    import sys
+
+    env = os.environ
+    state = {f"${k}": env.get(k) for k in _WATCHED_ENV}
+    state.update({f"${k}": v for k, v in env.items() if k.startswith("BAYESPHYS_")})
+    state["torch threads"] = torch.get_num_threads()
+    state["working directory"] = os.getcwd()
+    plt = sys.modules.get("matplotlib.pyplot")
+    state["open pyplot figures"] = tuple(plt.get_fignums()) if plt is not None else ()
+    return state
+
+
+def _state_changes(before: dict, after: dict) -> dict:
+    return {
+        k: (before.get(k), after.get(k))
+        for k in before.keys() | after.keys()
+        if before.get(k) != after.get(k)
+    }
+
+
+def _state_checked(item) -> bool:
+    marker = item.get_closest_marker("leaks_state")
+    if marker is None:
+        return True
+    if not (marker.args or marker.kwargs.get("reason")):
+        raise pytest.UsageError(f"{item.nodeid}: leaks_state needs a reason")
+    return False
+
+
+@pytest.fixture
+def restore_threads():
+    """Give the test's torch thread count back after it: for tests that call a script's
+    ``main()`` in-process (a script's main sets the count for its process, and may)."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _threads_kept(_few_threads, request):
+    """The thread count the test's body and its function fixtures leave, compared with the one
+    they were given (``_few_threads`` sets the count for the test and back after it, which hid
+    a leak: it is set up before, and torn down after, this fixture)."""
+    n = torch.get_num_threads()
+    yield
+    left = torch.get_num_threads()
+    if left != n:
+        request.node.stash[_THREADS_LEFT] = (n, left)
+
+
+# the state each node (session, package, module, class, test) was entered with, with the
+# number of the setup that entered it: a node entered with its parent (a module's first test)
+# is not compared on its own, since the parent's fixtures (a module-scoped fit on one thread,
+# set back at the module's end) were set up by that same setup
+_ENTERED: dict = {}
+_SETUPS = [0]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    _SETUPS[0] += 1
+    state = _process_state()
+    for node in item.listchain():
+        _ENTERED.setdefault(node, (state, _SETUPS[0]))
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield  # every fixture torn down here is gone, monkeypatch's undo included
+    chain = item.listchain()
+    kept = set(nextitem.listchain()) if nextitem is not None else set()
+    left = [n for n in chain if n not in kept]  # the nodes whose fixtures were torn down
+    alive = [n for n in chain if n in kept]
+    entered = {n: _ENTERED.pop(n, None) for n in left}
+    if not left or entered[left[0]] is None:
+        return result
+    before, setup = entered[left[0]]
+    after = _process_state()
+    changed = _state_changes(before, after)
+    if alive and _ENTERED.get(alive[-1], (None, None))[1] == setup:
+        changed = {}  # entered with its parent, whose fixtures may hold a change till its end
+    if _THREADS_LEFT in item.stash:
+        changed["torch threads (in the test)"] = item.stash[_THREADS_LEFT]
+    if not changed:
+        return result
+    for node in alive:  # a change is reported once (or, under leaks_state, accepted)
+        _ENTERED[node] = (
+            {**_ENTERED[node][0], **{k: after.get(k) for k in changed}},
+            _ENTERED[node][1],
+        )
+    if not _state_checked(item):
+        return result
+    where = (
+        "the test"
+        if left[0] is item
+        else f"the tests or fixtures of {left[0].nodeid or 'the session'}"
+    )
+    lines = "\n".join(f"  {k}: {b!r} -> {a!r}" for k, (b, a) in sorted(changed.items()))
+    raise AssertionError(
+        f"{where} left process-wide state changed (before -> after); restore it, or mark "
+        f"the test @pytest.mark.leaks_state(reason):\n{lines}"
+    )

@@ -419,7 +419,7 @@ def test_an_empty_out_is_refused_not_taken_for_the_current_folder(
     assert list(tmp_path.rglob("*")) == []
 
 
-def test_results_files_record_what_sets_the_thread_counts(tmp_path, monkeypatch):
+def test_results_files_record_what_sets_the_thread_counts(tmp_path, monkeypatch, one_torch_thread):
     """Only OMP_NUM_THREADS was recorded (in the command): torch's own thread count and the
     BLAS variables MKL_NUM_THREADS / OPENBLAS_NUM_THREADS were not. The header now has
     ``"threading"`` (torch's count and each of the three set), the command names the ones the
@@ -429,7 +429,6 @@ def test_results_files_record_what_sets_the_thread_counts(tmp_path, monkeypatch)
     monkeypatch.setenv("MKL_NUM_THREADS", "3")
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)  # restored by the autouse fixture of conftest
     want = {"torch_num_threads": 1, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3"}
     rows = [bench_row("p", "m", {"mse": 1e-4})]
     path = write_results("toy", rows, quick=True, command="c", out=tmp_path)
@@ -483,7 +482,11 @@ def test_a_smoke_ablation_without_out_writes_to_a_temporary_folder_and_table_pri
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     script = tmp_path / "toy_ablation.py"
-    script.write_text("def run_task(x, smoke=False):\n    return [{'x': x, 'smoke': smoke}]\n")
+    script.write_text(
+        "import torch\n"
+        "def run_task(x, smoke=False):\n"
+        "    return [{'x': x, 'smoke': smoke, 'threads': torch.get_num_threads()}]\n"
+    )
     kw = dict(
         script=str(script),
         name="toy",
@@ -492,16 +495,18 @@ def test_a_smoke_ablation_without_out_writes_to_a_temporary_folder_and_table_pri
         table=lambda rows: f"{len(rows)} rows",
         extra=lambda smoke: {"tasks": 2},
     )
-    torch_threads = torch.get_num_threads()
+    callers_threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the tasks run on one thread, and the caller gets its 2 back
     try:
         path = smoke_ablation_main("A toy ablation.", ["--smoke"], **kw)
+        assert torch.get_num_threads() == 2  # it was left at one
     finally:
-        torch.set_num_threads(torch_threads)
+        torch.set_num_threads(callers_threads)
     assert path.parent.parent == tmp_path and path.parent.name.startswith("bench_smoke_")
     payload = json.loads(path.read_text(encoding="utf-8"))
     assert payload["rows"] == [
-        {"x": 1, "smoke": True},
-        {"x": 2, "smoke": True},
+        {"x": 1, "smoke": True, "threads": 1},
+        {"x": 2, "smoke": True, "threads": 1},
         {"x": "all", "n": 2},
     ]
     assert payload["smoke"] is True and payload["tasks"] == 2

@@ -12,6 +12,9 @@ import pytest
 
 from bayesphys._bench import read_previous_results, repo_root, script_module
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 BENCH = repo_root() / "benchmarks"
 CONFLICTED = '{\n<<<<<<< HEAD\n "command": "a",\n=======\n "command": "b",\n>>>>>>> other\n'
 

@@ -14,6 +14,9 @@ import bayesphys._bench as bench
 from bayesphys._bench import repo_root, script_module
 from bayesphys._device import resolve_device
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 BENCH = repo_root() / "benchmarks"
 
 

@@ -14,9 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .._files import out_folder_arg
+from .._process_state import torch_threads
 from .commands import recorded_command, threading_info
 from .results import _check_out, _results_text, _warn_nonfinite, _write_or_keep_aside
 from .tables import print_rows_table, rows_table
@@ -154,9 +153,11 @@ def smoke_ablation_main(
         return print_rows_table(args.table)
     if args.smoke and args.out is None:
         args.out = tempfile.mkdtemp(prefix="bench_smoke_")
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
-    per_task = run_script_tasks(script, "run_task", tasks, args.jobs, argv=argv, smoke=args.smoke)
+    with torch_threads(1):  # one thread per task, as the workers have; the caller's count back
+        per_task = run_script_tasks(
+            script, "run_task", tasks, args.jobs, argv=argv, smoke=args.smoke
+        )
     rows = [r for task_rows in per_task for r in task_rows]
     rows += summarise(rows)
     info = {"smoke": args.smoke, **extra(args.smoke)}

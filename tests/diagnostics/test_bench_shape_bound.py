@@ -12,6 +12,9 @@ from scipy import stats
 
 from bayesphys._bench import repo_root, script_module
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 
 def _script():
     return script_module(str(repo_root() / "benchmarks" / "calibration_shape_bound.py"))

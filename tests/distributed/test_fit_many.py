@@ -14,7 +14,7 @@ import torch
 
 import bayesphys
 from bayesphys._checks import stream_seed
-from bayesphys._process_state import seed_everything
+from bayesphys._process_state import seed_everything, torch_threads
 from bayesphys.distributed import CombineError, fit_many, problem_seed
 from bayesphys.distributed._combine import _combine
 from bayesphys.distributed.executors import MapRunner, SequentialRunner, resolve_runner
@@ -28,7 +28,11 @@ NS = 20
 
 def _reference(problems: dict, builder, seed: int) -> dict:
     """The plain sequential loop fit_many must reproduce (1 thread, per-problem seeds)."""
-    torch.set_num_threads(1)
+    with torch_threads(1):  # it set one thread and left it to the rest of the test and after
+        return _reference_loop(problems, builder, seed)
+
+
+def _reference_loop(problems: dict, builder, seed: int) -> dict:
     out = {}
     for pid, prob in problems.items():
         if prob.get("fail"):

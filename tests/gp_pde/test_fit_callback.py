@@ -118,12 +118,11 @@ def test_the_callbacks_time_is_not_the_fits():
 
 
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
-def test_max_seconds_counts_training_time_only(clock):
+def test_max_seconds_counts_training_time_only(clock, one_torch_thread):
     # sized by a step's time here, on its own clock (a loaded machine took a whole 0.2 s
     # budget in one step, so the fit ended before the callback could show that its time does
     # not count); one thread: OpenMP threads spinning on a loaded machine inflated the CPU
-    # time of a step several times over
-    torch.set_num_threads(1)
+    # time of a step several times over (one_torch_thread)
     clock_fn = time.process_time if clock == "cpu" else time.perf_counter
     probe = _tiny()
     t0 = clock_fn()

@@ -17,9 +17,11 @@ from tests.fit_callback_checks import callbacks_around_a_nan_gradient
 # weighting="prior" eliminates U by the Kronecker solve, "identity" by the dense one
 SOLVERS = [("prior", KronSolve), ("identity", DenseSolve)]
 
+# one thread for the fits (set in the test body, it was left to the autouse fixture to undo)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _model(weighting):
-    torch.set_num_threads(1)
     return GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2, seed=0, weighting=weighting)
 
 

@@ -8,6 +8,9 @@ import torch
 from bayesphys._bench import repo_root, script_module
 from bayesphys.problems.populations import linear_map
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 SCRIPT = str(repo_root() / "benchmarks" / "meta_fm.py")
 
 

@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+from bayesphys._process_state import torch_threads
 from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 from bayesphys.problems.populations import linear_map
 from tests.tiny_models import TINY_MFM
@@ -24,9 +25,9 @@ def data():
 
 @pytest.fixture(scope="module")
 def model(data):
-    torch.set_num_threads(1)
-    m = MetaFlowMatching(data, seed=0, **TINY_MFM)
-    m.fit(steps=2, progress=False)
+    with torch_threads(1):  # the count was left at one for the module's other tests
+        m = MetaFlowMatching(data, seed=0, **TINY_MFM)
+        m.fit(steps=2, progress=False)
     return m
 
 
@@ -97,8 +98,7 @@ def test_older_checkpoint_without_record_loads_silently(model, data, tmp_path):
     assert _messages(lambda: loaded.predict([p])) == []
 
 
-def test_ensemble_warns_once(data, tmp_path):
-    torch.set_num_threads(1)
+def test_ensemble_warns_once(data, tmp_path, one_torch_thread):
     ens = MFMEnsemble(data, members=2, seed=0, method="FM", **TINY_MFM)
     ens.fit(steps=1, progress=False)
     p = data.subset("test").source[0] + 100 * _unit(data)
@@ -114,8 +114,7 @@ def test_narrow_population_warns(model, data):
     assert len(_messages(lambda: model.predict([narrow]))) == 1
 
 
-def test_centred_fm_compares_the_spread_only(data):
-    torch.set_num_threads(1)
+def test_centred_fm_compares_the_spread_only(data, one_torch_thread):
     m = MetaFlowMatching(data, seed=0, method="FM", centered=True, **TINY_MFM)
     m.fit(steps=1, progress=False)
     p = data.subset("test").source[0]

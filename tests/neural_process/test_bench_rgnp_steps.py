@@ -10,6 +10,9 @@ import pytest
 
 from bayesphys._bench import repo_root, script_module
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 
 def _script():
     return script_module(str(repo_root() / "benchmarks" / "neural_process_rgnp_steps.py"))

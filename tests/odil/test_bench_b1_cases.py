@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from bayesphys._bench import repo_root, script_module
+
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 
 def test_b1_cases_rows_and_counts(tmp_path):

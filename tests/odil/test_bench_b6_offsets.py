@@ -11,6 +11,9 @@ import torch.nn.functional as F
 
 from bayesphys._bench import repo_root, script_module
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 PARAMS = ("log_Dw", "log_rho", "x0", "y0")
 
 

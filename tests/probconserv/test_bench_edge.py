@@ -10,6 +10,9 @@ from bayesphys._bench import repo_root, script_module
 from bayesphys.probconserv.evaluate import slice_scores
 from bayesphys.problems.gpme import get_problem, make_dataset
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 
 def test_edge_sweep_scores_every_offset_and_reproduces_the_edge_row(saved_tiny_anp, capsys):
     m, tmp_path = saved_tiny_anp

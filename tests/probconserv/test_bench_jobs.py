@@ -6,6 +6,9 @@ import pytest
 
 from bayesphys._bench import repo_root, script_module
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 
 @pytest.fixture
 def bench():

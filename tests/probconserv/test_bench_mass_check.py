@@ -10,6 +10,9 @@ import torch
 from bayesphys._bench import repo_root, script_module
 from bayesphys.probconserv import ProbConserv
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 
 def test_ablation_scores_every_length_and_the_check_off(tmp_path, capsys):
     torch.set_num_threads(1)

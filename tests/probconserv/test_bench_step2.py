@@ -11,6 +11,9 @@ import torch
 from bayesphys._bench import repo_root, script_module
 from bayesphys.probconserv import ProbConserv
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 
 def test_step2_variants_score_the_same_model_and_the_stefan_shock(saved_tiny_anp, capsys):
     _, folder = saved_tiny_anp

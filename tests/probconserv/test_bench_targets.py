@@ -8,6 +8,9 @@ import pytest
 
 from bayesphys._bench import bench_row, repo_root, script_module, write_results
 
+# the benchmark script's main sets torch's thread count for its process
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 
 def _bench():
     return script_module(str(repo_root() / "benchmarks" / "probconserv.py"))

@@ -71,12 +71,11 @@ def test_band_pair_draws_both_90_bands_with_plot_bands_and_keeps_them_apart(monk
         plt.close(fig)
 
 
-def test_stefan_front_example_smoke(tmp_path, capsys, monkeypatch):
+def test_stefan_front_example_smoke(tmp_path, capsys, monkeypatch, one_torch_thread):
     import bayesphys.plots
     from bayesphys.examples import stefan_front
     from bayesphys.examples.stefan_front import main
 
-    torch.set_num_threads(1)
     figures = capture_figures(monkeypatch, stefan_front)
     bands = capture_bands(monkeypatch, bayesphys.plots)
     res = main(["--smoke", "--out", str(tmp_path), "--seed", "0"])
@@ -143,11 +142,10 @@ def test_stefan_front_example_smoke(tmp_path, capsys, monkeypatch):
     assert err.value.code == 2 and "argument --front-level" in capsys.readouterr().err
 
 
-def test_stefan_front_level_reads_the_jump(tmp_path):
+def test_stefan_front_level_reads_the_jump(tmp_path, one_torch_thread):
     """A level inside the jump is never behind the level-0 front, draw by draw (same seed)."""
     from bayesphys.examples.stefan_front import main
 
-    torch.set_num_threads(1)
     lvl0 = main(["--smoke", "--out", str(tmp_path / "a"), "--seed", "0"])
     lvl = main(["--smoke", "--out", str(tmp_path / "b"), "--seed", "0", "--front-level", "0.25"])
     assert lvl["front_level"] == 0.25 and lvl0["front_level"] == 0.0
