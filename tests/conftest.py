@@ -281,11 +281,14 @@ def restore_threads():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _threads_kept(_few_threads, request):
     """The thread count the test's body and its function fixtures leave, compared with the one
-    they were given (``_few_threads`` sets the count for the test and back after it, which hid
-    a leak: it is set up before, and torn down after, this fixture)."""
+    they were given. Opt-in (``pytest.mark.usefixtures("_threads_kept")``): the autouse
+    ``_few_threads`` sets the count for each test and back after it, so a count a test's body
+    leaves does not reach later tests (many bodies set one thread for a fit on purpose); the
+    leaks that do reach them (module- and session-scoped fixtures, in-process script mains
+    called from those) are reported by the hooks below whatever the test asks."""
     n = torch.get_num_threads()
     yield
     left = torch.get_num_threads()

@@ -2,7 +2,9 @@
 an environment variable the package reads, the working directory, an open pyplot figure):
 benchmark mains called in-process left one thread set, and a later test's comparison of a
 one-thread with a two-thread result passed only in the full suite. A test that changes the
-state and gives it back passes, and so does one marked ``leaks_state(reason)``."""
+state and gives it back passes, and so does one marked ``leaks_state(reason)``. A change the
+test's body leaves (undone by the autouse ``_few_threads``) is reported where the test asks
+for it (``usefixtures("_threads_kept")``)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ def other_count():
     return torch.get_num_threads() % 2 + 1
 
 
+@pytest.mark.usefixtures("_threads_kept")
 def test_threads_left():
     torch.set_num_threads(other_count())
 
@@ -34,6 +37,7 @@ def one_thread_kept():
     torch.set_num_threads(other_count())
 
 
+@pytest.mark.usefixtures("_threads_kept")
 def test_threads_left_by_a_fixture(one_thread_kept):
     pass
 
