@@ -37,6 +37,7 @@ from .._model import FitResult, autograd_on, untrained_warned, warn_untrained
 from .._precision import own_precision
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
+from .._warning_types import BayesphysRuntimeWarning
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._ensemble_fit import fit_members
@@ -187,7 +188,7 @@ class MFMEnsemble:
             warnings.warn(
                 f"MFMEnsemble: the members were trained for different numbers of steps {done} "
                 "(an interrupted fit?); their spread is not an ensemble's: fit again",
-                RuntimeWarning,
+                BayesphysRuntimeWarning,
                 stacklevel=user_stacklevel(),
             )
 

@@ -170,7 +170,7 @@ def test_time_limit_deprecation_points_at_the_user_line():
         warnings.simplefilter("always")
         m.fit(steps=0, time_limit=5.0, progress=False)
     (w,) = [w for w in rec if "time_limit is renamed" in str(w.message)]
-    assert w.category is DeprecationWarning and w.filename == __file__
+    assert issubclass(w.category, DeprecationWarning) and w.filename == __file__
 
 
 def test_kernel_and_factor_settings():
