@@ -6,6 +6,7 @@ does not expect, and leaves other libraries' warnings alone."""
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,12 @@ def test_a_package_warning_is_caught_by_its_standard_category():
         warn_untrained("posterior", 0)
     assert got[0].category is bayesphys.BayesphysUserWarning
 
+
+def test_the_suite_raises_the_package_s_warnings_and_no_other(request):
+    if request.config.getoption("pythonwarnings"):
+        pytest.skip("-W on the command line overrides pyproject.toml's filterwarnings")
+    with pytest.raises(bayesphys.BayesphysUserWarning, match="has not been trained"):
+        warn_untrained("posterior", 0)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.warn("another library's", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in got] == ["another library's"]
