@@ -108,3 +108,15 @@ def test_w2_inference_data_warning_at_user_line():
         w2_inference_data(post, truth, max_points=None)
     (w,) = _at(rec, "posterior_predictive left out", line)
     assert str(w.message).startswith("w2_inference_data: ")
+
+
+def test_a_call_refused_for_its_arguments_gives_no_untrained_warning(data):
+    """predict and posterior warned that the model is untrained before checking their
+    arguments, so a call they then refused also gave that warning."""
+    m = MetaFlowMatching(data, seed=0, **TINY_MFM)
+    for call in (m.predict, m.posterior):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            with pytest.raises(TypeError, match="received numpy.ndarray"):
+                call(data.source[0].numpy())
+        assert not [w for w in got if "not been trained" in str(w.message)]
