@@ -111,10 +111,11 @@ def test_w2_inference_data_warning_at_user_line():
 
 
 def test_a_call_refused_for_its_arguments_gives_no_untrained_warning(data):
-    """predict and posterior warned that the model is untrained before checking their
-    arguments, so a call they then refused also gave that warning."""
+    """predict and posterior (and an ensemble's) warned that the model is untrained before
+    checking their arguments, so a call they then refused also gave that warning."""
     m = MetaFlowMatching(data, seed=0, **TINY_MFM)
-    for call in (m.predict, m.posterior):
+    ens = MFMEnsemble(data, members=2, seed=0, method="FM", **TINY_MFM)
+    for call in (m.predict, m.posterior, ens.predict_members, ens.posterior):
         with warnings.catch_warnings(record=True) as got:
             warnings.simplefilter("always")
             with pytest.raises(TypeError, match="received numpy.ndarray"):
