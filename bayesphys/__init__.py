@@ -25,6 +25,13 @@ from ._device import as_tensor, check_finite, model_device, resolve_device, reso
 from ._model import DivergenceError, DivergenceGuard, FitResult, optimize
 from ._process_state import seed_everything, seeded
 from ._version import __version__
+from ._warning_types import (
+    BayesphysDeprecationWarning,
+    BayesphysFutureWarning,
+    BayesphysRuntimeWarning,
+    BayesphysUserWarning,
+    BayesphysWarning,
+)
 from .distributed import FitManyResult, fit_many, problem_seed
 from .inference_data import build_inference_data, load_netcdf, save_netcdf
 from .plots import plot_bands, plot_field, plot_populations
@@ -62,4 +69,9 @@ __all__ = [
     "plot_bands",
     "plot_field",
     "plot_populations",
+    "BayesphysWarning",
+    "BayesphysUserWarning",
+    "BayesphysRuntimeWarning",
+    "BayesphysDeprecationWarning",
+    "BayesphysFutureWarning",
 ]

@@ -33,6 +33,7 @@ import torch
 
 from ._context_flag import ContextFlag
 from ._stack import user_stacklevel
+from ._warning_types import BayesphysUserWarning
 
 __all__ = [
     "as_real_array",
@@ -534,4 +535,4 @@ def check_dense_memory(
     if nbytes > limit:
         raise MemoryError(text)
     if not _DENSE_MEMORY_CHECKED.is_raised():
-        warnings.warn(text, UserWarning, stacklevel=user_stacklevel())
+        warnings.warn(text, BayesphysUserWarning, stacklevel=user_stacklevel())

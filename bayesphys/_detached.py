@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ._stack import user_stacklevel
+from ._warning_types import BayesphysUserWarning
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,7 +51,7 @@ def warn_detached(where: str, **inputs: Any) -> None:
         f"computed without gradient in {'it' if len(names) == 1 else 'them'}: it is detached "
         f"from {them}, so a loss built on it gives {them} no gradient (the docstring says "
         "what is differentiable; pass detached values, e.g. x.detach(), to silence this)",
-        UserWarning,
+        BayesphysUserWarning,
         stacklevel=user_stacklevel(),
     )
 

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from ._checks import check_int, check_real
 from ._stack import user_stacklevel
+from ._warning_types import BayesphysRuntimeWarning, BayesphysUserWarning
 
 __all__ = [
     "psd_cholesky",
@@ -228,7 +229,7 @@ def _warn_jittered(root: StructuredRoot, name: str, jitter: float) -> None:
         "variance, so a coordinate of much smaller variance than the mean can be widened "
         "noticeably. Add a nugget (a small multiple of the identity, or scaled per coordinate) "
         "to it for a density of your own choosing",
-        RuntimeWarning,
+        BayesphysRuntimeWarning,
         stacklevel=user_stacklevel(),
     )
     # set once the warning went through: under an "error" filter every call still raises
@@ -286,7 +287,7 @@ def _warn_singular(root: StructuredRoot, name: str, chols: list[Tensor]) -> None
             "near-null directions are set by round-off. Add a nugget (a small "
             "multiple of the identity, or scaled per coordinate) to it for a density of your "
             "own choosing",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
         root.jitter_warned = True
@@ -448,7 +449,7 @@ def _warn_tied_eigenvalues(name: str, factors: list[Tensor], eigenvalues: list[T
                 "by the gaps between eigenvalues, so gradients in this factor will be NaN. For "
                 "exact gradients pass the covariance densely (covariance.to_dense()), or without "
                 "the added diagonal (a KroneckerProductLinearOperator, rooted by Cholesky)",
-                UserWarning,
+                BayesphysUserWarning,
                 stacklevel=user_stacklevel(),
             )
 

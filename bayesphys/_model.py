@@ -37,6 +37,7 @@ from ._context_flag import ContextFlag
 from ._progress import progress_bar
 from ._repr import fields_repr
 from ._stack import user_stacklevel
+from ._warning_types import BayesphysUserWarning
 
 __all__ = [
     "FitResult",
@@ -81,7 +82,7 @@ def warn_untrained(where: str, steps_done: int) -> None:
         warnings.warn(
             f"{where}: the model has not been trained (0 steps), so this comes from its "
             "initial weights; call fit() first",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 

@@ -25,6 +25,7 @@ from tqdm.autonotebook import tqdm as _chosen
 from tqdm.std import tqdm as _std_tqdm
 
 from ._stack import user_stacklevel
+from ._warning_types import BayesphysRuntimeWarning
 
 __all__ = ["progress_bar"]
 
@@ -56,7 +57,7 @@ def _env_interval() -> float | None:
     warnings.warn(
         f"TQDM_MININTERVAL: expected a number of seconds >= 0, received {raw!r}; the bars "
         "redraw at their default interval",
-        RuntimeWarning,
+        BayesphysRuntimeWarning,
         stacklevel=user_stacklevel(),
     )
     return None

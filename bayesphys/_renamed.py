@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ._stack import user_stacklevel
+from ._warning_types import BayesphysFutureWarning
 
 __all__ = ["renamed_kwargs"]
 
@@ -76,7 +77,7 @@ def renamed_kwargs(**renames: str) -> Callable[[_F], _F]:
                 warnings.warn(
                     f"{where}: `{old}` is renamed `{new}`; the old name will be removed in a "
                     "future release",
-                    FutureWarning,
+                    BayesphysFutureWarning,
                     stacklevel=user_stacklevel(),
                 )
                 kwargs[new] = kwargs.pop(old)

@@ -23,6 +23,7 @@ from ._process_state import make_generator
 from ._quantile import draw_quantiles
 from ._repr import known_repr
 from ._stack import user_stacklevel
+from ._warning_types import BayesphysUserWarning
 
 __all__ = ["SamplePosterior"]
 
@@ -81,7 +82,7 @@ class SamplePosterior(_PosteriorBase):
                 f"{draws.shape[0]} chains of {draws.shape[1]} draws of a scalar (event shape "
                 "()); for draws [draw, *event] of one chain pass chains=False, and pass "
                 "event_ndim=0 to keep this reading without this warning",
-                UserWarning,
+                BayesphysUserWarning,
                 stacklevel=user_stacklevel(),
             )
         event_ndim = rest if event_ndim is None else check_int("event_ndim", event_ndim)

@@ -333,7 +333,10 @@ def test_scale_out_names_the_problems_that_failed(monkeypatch):
             raise FloatingPointError("diverged")
 
     monkeypatch.setattr(cohort, "LinearGaussianModel", Broken)
-    with pytest.raises(RuntimeError, match=r"2 of 2 problems failed on sequential: .*diverged"):
+    with (
+        pytest.raises(RuntimeError, match=r"2 of 2 problems failed on sequential: .*diverged"),
+        pytest.warns(RuntimeWarning, match="fit_many: 2 of 2 problems failed"),
+    ):
         mod._cohort_rows([2], ["sequential"], {"n": 20, "m": 8}, 2, warm=False)
 
 

@@ -400,7 +400,8 @@ def test_run_exits_non_zero_when_the_example_reports_failures(tmp_path, monkeypa
     spec = dataclasses.replace(cohort.MODELS["linear-gaussian"], build=_failing_build)
     monkeypatch.setitem(cohort.MODELS, "linear-gaussian", spec)
     argv = ["run", "cohort", "--smoke", "--executor", "sequential", "--out", str(tmp_path)]
-    assert cli.main(argv) == 1
+    with pytest.warns(RuntimeWarning, match="fit_many: 4 of 4 problems failed"):
+        assert cli.main(argv) == 1
     assert "failed: ['p000', 'p001', 'p002', 'p003']" in capsys.readouterr().out
 
 

@@ -44,6 +44,9 @@ def _full_idata(seed=0):
     )
 
 
+# ArviZ's loo warns that the toy export's draws give a Pareto k above its threshold: the test checks
+# that loo runs on the export, not the quality of the toy's importance weights
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto distribution:UserWarning")
 def test_arviz_functions_work_on_export(tmp_path):
     import matplotlib.pyplot as plt
 

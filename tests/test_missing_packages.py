@@ -55,6 +55,8 @@ def test_fit_many_checks_its_netcdf_writer_before_fitting(without, tmp_path):
     assert built == [] and not (tmp_path / "o").exists()
 
 
+# the saved model is untrained (no training is needed to check that it loads and predicts)
+@pytest.mark.filterwarnings("ignore:MetaFlowMatching.predict. the model has not been trained")
 def test_a_dopri5_model_is_refused_before_training_without_torchdiffeq(without, tmp_path):
     """Checked at fit (it failed at the first predict, after training); a saved dopri5 model
     still loads and predicts with rk4."""

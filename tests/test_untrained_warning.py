@@ -62,3 +62,24 @@ def test_random_grid_np_after_a_step_is_quiet():
     model.fit(poisson_sensor_data(4, seed=1), steps=1, progress=False)
     got = _untrained_warnings(lambda: model.posterior(z=[0.1] * 5, w=[1.0]))
     assert got == []
+
+
+def test_probconserv_a_posterior_refused_for_its_arguments_does_not_warn():
+    """posterior warned that the model is untrained before checking its arguments, so a call
+    it then refused (a context that is not a dataset, an unknown method) also warned."""
+    import pytest
+
+    from bayesphys.probconserv import ProbConserv
+    from bayesphys.problems.gpme import make_dataset
+
+    model = ProbConserv("diffusion", step1="gp", seed=0)
+    data = make_dataset("diffusion", params=[1.0], seed=0)
+    for call, error in (
+        (lambda: model.posterior(torch.zeros(3)), TypeError),
+        (lambda: model.posterior(data, method="exact"), ValueError),
+    ):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            with pytest.raises(error):
+                call()
+        assert not [w for w in rec if "has not been trained" in str(w.message)]

@@ -38,6 +38,7 @@ import torch
 
 from .._files import atomic_write_text
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysRuntimeWarning
 from .commands import machine_info, threading_info
 from .paths import repo_root
 from .tables import _json_value, render_table
@@ -212,7 +213,7 @@ def _warn_nonfinite(nonfinite: list[str]) -> None:
         )
         warnings.warn(
             f"results: {len(nonfinite)} non-finite value(s) written as strings: {shown}",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
 

@@ -67,6 +67,7 @@ from .._posterior_args import _check_level, _check_levels
 from .._posterior_base import is_posterior, missing_members
 from .._progress import progress_bar
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..metrics import calibration_curve
 from ..posterior import Posterior, SamplePosterior
 from .recalibrated import RecalibratedPosterior, _interp_rows
@@ -479,7 +480,7 @@ class Recalibrator:
                     f"posterior: already recalibrated by this map ({self!r}); wrapping it "
                     "again applies the map twice (the maps compose). Wrap the unrecalibrated "
                     "posterior (its .base) instead",
-                    UserWarning,
+                    BayesphysUserWarning,
                     stacklevel=user_stacklevel(),
                 )
                 break

@@ -54,6 +54,7 @@ from .._bench import bench_row
 from .._checks import offset_seed
 from .._posterior_args import _check_level
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..posterior import SamplePosterior
 from .recalibrate import Recalibrator
 from .record_maps import (  # noqa: F401  (re-exported: the maps' home until 2026-12-05)
@@ -124,7 +125,7 @@ class RecordRecalibration:
                 f"its draws again with {self.method!r} on top (the maps compose). Apply to the "
                 "unrecalibrated record, or fit the stages together with "
                 "fit_record_recalibration(method='a+b')",
-                UserWarning,
+                BayesphysUserWarning,
                 stacklevel=user_stacklevel(),
             )
         for stage in self.stages:

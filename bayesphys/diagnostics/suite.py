@@ -50,6 +50,7 @@ from .._checks import check_bool, check_seed, did_you_mean, offset_seed
 from .._files import out_folder_arg
 from .._hooks import component_hook
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysRuntimeWarning
 from .calibrate import calibration_rows
 from .core_problem import CoreFamily
 from .recalibrate import fit_recalibration
@@ -218,7 +219,7 @@ def _merge(
         warnings.warn(
             f"calibration: could not read {path} ({type(err).__name__}: {err}); moved it to "
             f"{aside} and started a new file (its other components' rows are there)",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
         return rows, {}

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from .._checkpoint import load_checkpoint, save_checkpoint
 from .._checks import check_int
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysRuntimeWarning
 from ._process_group import DistContext, _check_ctx, unwrap
 
 __all__ = [
@@ -335,7 +336,7 @@ def _check_resume(
             f"checkpoint: {str(path)!r} records no training settings (written before they "
             "were saved), so only the world size can be checked: resuming with another "
             "batch size, seed, learning rate or data continues another run than the one saved",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
     diffs = _resume_differences(dict(saved), now, ckpt.get("config"), config)

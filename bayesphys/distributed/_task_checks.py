@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 
 __all__ = ["check_model", "check_fit_result", "check_posterior"]
 
@@ -45,7 +46,7 @@ def check_fit_result(model: Any, fit: Any) -> None:
         f"{type(model).__name__}.fit returned {type(fit).__name__}, not a FitResult: the "
         "table's fit_seconds, converged, steps, final_loss and message of this problem are "
         "blanks (NaN, False, 0, ''), not its fit's; return a bayesphys.FitResult to fill them",
-        UserWarning,
+        BayesphysUserWarning,
         stacklevel=user_stacklevel(),
     )
 

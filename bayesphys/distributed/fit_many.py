@@ -37,6 +37,7 @@ from typing import Any
 from .._checks import check_bool, check_int, require
 from .._progress import progress_bar
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysRuntimeWarning, BayesphysUserWarning
 from ._combine import CombineError, FitManyResult, _combine, _table
 from ._problem_task import ProblemTask, _check_seed, problem_seed, run_problem
 from ._records import (
@@ -176,7 +177,7 @@ def _warn_summary(table: Any) -> None:
             f"fit_many: {len(failed)} of {len(table)} problems failed (first, {pid!r}: "
             f"{error}); result.failed lists them and result.table's 'error' and 'traceback' "
             "columns say why",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
     warned = [w for w in table["warnings"] if w]
@@ -188,7 +189,7 @@ def _warn_summary(table: Any) -> None:
     warnings.warn(
         f"fit_many: {len(warned)} of {len(table)} problems warned (first: {first}); see "
         "result.table['warnings'] for each problem's warnings",
-        UserWarning,
+        BayesphysUserWarning,
         stacklevel=user_stacklevel(),
     )
 
@@ -424,7 +425,7 @@ def fit_many(
                 f"seed: the resumed records were fitted with {len(bases)} different base seeds; "
                 "result.seed repeats only the problems fitted now (each row's base_seed says "
                 "which seed fitted it)",
-                RuntimeWarning,
+                BayesphysRuntimeWarning,
                 stacklevel=user_stacklevel(),
             )
     for task in todo:

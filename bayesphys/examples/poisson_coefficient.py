@@ -35,6 +35,7 @@ from .._files import atomic_write_text, closing_figures, save_figure
 from .._plotting import NOISE_FREE_BAND, plot_observations
 from .._process_state import torch_threads
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysRuntimeWarning
 from ..plots import plot_bands
 from ..posterior import SamplePosterior
 from . import _args
@@ -57,7 +58,7 @@ def _warn_if_collapsed(ess: float, n_prop: int) -> None:
             "proposals and its intervals, and the u and kappa bands, understate the "
             "uncertainty; the amortised GICNet proposal is far from the posterior: train "
             "longer (--steps) or draw more proposals (--proposals)",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
 

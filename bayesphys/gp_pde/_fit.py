@@ -31,6 +31,7 @@ from .._model import (
 )
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
+from .._warning_types import BayesphysDeprecationWarning
 from ._errors import NUMERICAL
 from ._memory import check_kernel_memory
 from ._units import warn_axes, warn_field_scale
@@ -75,7 +76,7 @@ def fit_solver(
         warnings.warn(
             "fit: time_limit is renamed max_seconds (as in the other models' fit); "
             "time_limit will be removed",
-            DeprecationWarning,
+            BayesphysDeprecationWarning,
             stacklevel=user_stacklevel(),
         )
         max_seconds = check_real("time_limit", time_limit, minimum=0.0, strict=True)

@@ -24,6 +24,7 @@ from .._device import (
     values_as_tensor,
 )
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..problems.gp_pde import PDEProblem, tensor_grid
 from ._errors import NumericalFailure
 
@@ -291,7 +292,7 @@ def _warn_outside(name: str, test_axes: list[Tensor], axes: list[Tensor], flat: 
             f"{'; '.join(parts)} (the collocation grid): there the solution is extrapolated by "
             "the kernel alone, unconstrained by the PDE and the boundary data, and its "
             "posterior is not a solution of the problem",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 

@@ -16,6 +16,7 @@ import warnings
 from torch import Tensor
 
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..problems.gp_pde import PDEProblem, solution_frequencies
 
 
@@ -42,6 +43,6 @@ def warn_unresolved(problem: PDEProblem, axes: list[Tensor]) -> None:
             f"problem {problem.name!r}: the collocation grid is below the solution's Nyquist "
             f"rate ({'; '.join(parts)}). The solution is aliased on this grid: the posterior "
             "mean can be wrong by the solution's whole amplitude while its sd stays small",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )

@@ -20,6 +20,7 @@ from .._checkpoint import check_built_settings, in_quiet_rebuild, shape_settings
 from .._checks import check_int, check_range, check_real, check_seed, did_you_mean
 from .._device import ArrayLike, DeviceLike, DTypeLike, check_finite, model_device, resolve_dtype
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
 from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
 from ._kron import face_values
@@ -238,7 +239,7 @@ def init_solver(
         warnings.warn(
             f"{BETA_IGNORED} (equation {equation!r} is solved as stated; beta={beta_given:g} is "
             "not a coefficient of it)",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
     model.axes = axes
@@ -321,7 +322,7 @@ def warn_unused_solver_options(
     )
     warnings.warn(
         f"solver_options {sorted(solver_options)} will be ignored: {why}",
-        UserWarning,
+        BayesphysUserWarning,
         stacklevel=user_stacklevel(),
     )
 

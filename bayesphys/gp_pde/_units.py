@@ -20,6 +20,7 @@ import warnings
 from torch import Tensor
 
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 
 #: axis lengths inside which the registered problems ([0, 1], [0, 2 pi]) and tested lengths lie
 LENGTH_RANGE = (0.5, 50.0)
@@ -41,7 +42,7 @@ def warn_axes(axes: list[Tensor]) -> None:
                 f"1): a 0.1-long axis gave a rel. error of 0.70 where the same problem on a "
                 f"1-long one reached 1.7e-5. Rescale x (and the equation's coefficients) so "
                 f"that each axis spans between {LENGTH_RANGE[0]:g} and {LENGTH_RANGE[1]:g}",
-                UserWarning,
+                BayesphysUserWarning,
                 stacklevel=user_stacklevel(),
             )
         elif max(abs(lo), abs(hi)) > OFFSET_RATIO * length:
@@ -49,7 +50,7 @@ def warn_axes(axes: list[Tensor]) -> None:
                 f"GPPDESolver: axis {j} lies at {lo:.10g}..{hi:.10g}, far from 0 for its length "
                 f"{length:.3g}: float64 keeps few digits of the spacing there and posterior "
                 "sds can round to 0; shift x to start near 0",
-                UserWarning,
+                BayesphysUserWarning,
                 stacklevel=user_stacklevel(),
             )
 
@@ -66,7 +67,7 @@ def warn_field_scale(u: Tensor) -> bool:
             "1 (fields 1000x larger gave a rel. error of 0.68 and sds 2500x below the error). "
             "Divide the source and boundary values by a scale of the field's order (the "
             "solution of a linear equation scales with them) and multiply the results back",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
     return far

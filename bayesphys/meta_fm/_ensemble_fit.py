@@ -18,6 +18,7 @@ from .._data_parallel import _active_group
 from .._model import FitResult
 from .._progress import progress_bar
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..problems.populations import PopulationPairs
 from ._settings import points_warnings
 from ._validate import check_pairs, training_split
@@ -157,7 +158,7 @@ def warn_points(models: Sequence[MetaFlowMatching], data: PopulationPairs | None
             "build the ensemble with points",
         )
     for text in dict.fromkeys(texts):
-        warnings.warn(text, UserWarning, stacklevel=user_stacklevel())
+        warnings.warn(text, BayesphysUserWarning, stacklevel=user_stacklevel())
 
 
 def fit_member(

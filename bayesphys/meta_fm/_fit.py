@@ -17,6 +17,7 @@ from .._fit_callback import FitCallback, check_fit_callback
 from .._model import FitResult
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
+from .._warning_types import BayesphysUserWarning
 from ..problems.populations import PopulationPairs
 from ._settings import training_pairs
 from ._sources import merged_record, source_record
@@ -41,7 +42,7 @@ def warn_features_ignored(data: PopulationPairs) -> None:
         f"so its embedding reads the coordinates only and the data's {f} features per point "
         f"are ignored; build it from the data, MetaFlowMatching(data, ...), or with "
         f"node_features={f} to use them (node_features=0 ignores them without this warning)",
-        UserWarning,
+        BayesphysUserWarning,
         stacklevel=user_stacklevel(),
     )
 

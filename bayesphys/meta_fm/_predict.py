@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .._checks import check_int, offset_seed
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..posterior import SamplePosterior
 from ._train import subsample
 from ._type_frame import type_centres
@@ -67,7 +68,7 @@ def check_draw_populations(pops: Sequence[Tensor], method: str, points: int) -> 
             f"embedding's subsample (config.points={points}), so they are "
             "embedded whole and every draw is identical (zero spread); use MFMEnsemble for "
             "a spread over weights",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 

@@ -21,6 +21,7 @@ import torch
 
 from .._checks import check_int
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..problems.populations import PopulationPairs
 from ._type_frame import check_type_onehots
 from ._validate import (
@@ -246,7 +247,7 @@ def training_pairs(
     if warn_points:
         cfg = config
         for text in points_warnings(data, cfg.points, cfg.method, coupling, "fit", "set points to"):
-            warnings.warn(text, UserWarning, stacklevel=user_stacklevel())
+            warnings.warn(text, BayesphysUserWarning, stacklevel=user_stacklevel())
     return detached(data), rows
 
 

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from .._model import in_untrained_warned
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 
 __all__ = [
     "FAR_MEAN",
@@ -172,7 +173,7 @@ def warn_far_sources(
                 f"training source (e.g. population {i}: {why}). The flow there is an "
                 "extrapolation of the trained field, and the posterior's spread (the "
                 "embedding's subsamples) does not widen for it",
-                UserWarning,
+                BayesphysUserWarning,
                 stacklevel=user_stacklevel(),
             )
             return

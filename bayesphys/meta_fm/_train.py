@@ -28,6 +28,7 @@ from .._fit_callback import FitCallback
 from .._model import FitResult, optimize, optimizer_state_finite, release_grads
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
+from .._warning_types import BayesphysUserWarning
 from ..problems.populations import PopulationPairs
 from ._type_frame import type_centres, type_frame_loss
 from .config import MFMConfig
@@ -92,7 +93,7 @@ def warn_unequal_spreads(sd: Tensor) -> None:
             "squashes the small-spread ones (a dimension in 1000x other units raised the test "
             "W2 from 0.53 to 6.5): standardise each feature before fitting and map the "
             "predictions back",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 
@@ -117,7 +118,7 @@ def warn_far_from_origin(mean: Tensor, scale: Tensor, dtype: torch.dtype) -> Non
             f"{quantum / float(scale):.1e} of the spread, and so are the predictions: subtract "
             "a centre from the points before fitting (and add it back to the predictions), or "
             "build the model with dtype=torch.float64",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 

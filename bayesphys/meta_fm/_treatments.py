@@ -20,6 +20,7 @@ from .._checks import check_int_sequence
 from .._device import array_as_tensor
 from .._model import in_untrained_warned
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..problems.populations import PopulationPairs
 
 __all__ = ["data_treatments", "saved_treatments", "warn_untrained_treatments"]
@@ -71,6 +72,6 @@ def warn_untrained_treatments(
         "weights for it were never trained and its prediction comes from their initial "
         "values (a one-hot treatment does not generalise to a treatment not trained on); "
         "fit on pairs with that treatment first",
-        UserWarning,
+        BayesphysUserWarning,
         stacklevel=user_stacklevel(),
     )

@@ -38,6 +38,7 @@ from .._precision import own_precision
 from .._renamed import renamed_kwargs
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
+from .._warning_types import BayesphysRuntimeWarning
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._ensemble_fit import fit_members
@@ -188,7 +189,7 @@ class MFMEnsemble:
             warnings.warn(
                 f"MFMEnsemble: the members were trained for different numbers of steps {done} "
                 "(an interrupted fit?); their spread is not an ensemble's: fit again",
-                RuntimeWarning,
+                BayesphysRuntimeWarning,
                 stacklevel=user_stacklevel(),
             )
 
@@ -270,13 +271,14 @@ class MFMEnsemble:
         gradient (sources or features that require grad are one ``UserWarning``).
         """
         warn_detached("MFMEnsemble.predict_members", sources=sources, features=kw.get("features"))
-        warn_untrained("MFMEnsemble.predict_members", max(m.steps_done for m in self.models))
         seed = seed_or_draw("seed", seed)
+        m0 = self.models[0]
+        pops = check_populations("sources", sources, m0.dim, m0._min_points, dtype=m0.dtype)
+        # after the argument checks: a call they refuse does not also warn
+        warn_untrained("MFMEnsemble.predict_members", max(m.steps_done for m in self.models))
         self._warn_uneven()
         trained = [m._treatments_trained() for m in self.models]
         warn_untrained_treatments("MFMEnsemble.predict_members", treatment, trained)
-        m0 = self.models[0]
-        pops = check_populations("sources", sources, m0.dim, m0._min_points, dtype=m0.dtype)
         m0._warn_far_sources("MFMEnsemble.predict_members", pops)
         # warned above, not once per member (the predictions are made without gradient)
         with untrained_warned(), torch.no_grad():
@@ -313,13 +315,13 @@ class MFMEnsemble:
         ``x`` or ``features`` that requires grad is one ``UserWarning``).
         """
         warn_detached("MFMEnsemble.posterior", x=x, features=features)
-        warn_untrained("MFMEnsemble.posterior", max(m.steps_done for m in self.models))
         num_samples = check_int("num_samples", num_samples, minimum=1)
         seed = seed_or_draw("seed", seed)
         batch = check_bool("batch", batch)
         pops = check_populations(
             "x", x, self.models[0].dim, self.models[0]._min_points, dtype=self.models[0].dtype
         )
+        warn_untrained("MFMEnsemble.posterior", max(m.steps_done for m in self.models))
         self._warn_uneven()
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(

@@ -38,6 +38,7 @@ from .._checks import as_real_array, check_int, check_real, check_seed, offset_s
 from .._detached import warn_detached
 from .._device import check_finite
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
 from ..metrics import _check_ot_memory, mmd, wasserstein
 from ._validate import check_cloud_pair, check_populations
@@ -438,7 +439,7 @@ def conformal_coverage(
         )
         warnings.warn(
             f"conformal_coverage: {why}; the radius is infinite and the coverage 1 is vacuous",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
     return q, float(np.mean(t <= q))

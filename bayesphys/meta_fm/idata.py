@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .._checks import check_seed, stream_seed
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
 from ._validate import check_populations
@@ -76,7 +77,7 @@ def _observed_and_replicates(
         return {name: torch.stack(truth)}, {name: _replicates(draws, sizes[0], seed)}
     warnings.warn(
         f"w2_inference_data: {why}; the posterior group (populations and w2) is complete",
-        UserWarning,
+        BayesphysUserWarning,
         stacklevel=user_stacklevel(),
     )
     return obs, None

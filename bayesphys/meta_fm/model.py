@@ -466,7 +466,6 @@ class MetaFlowMatching:
         ``features`` and the weights; inputs that require grad are a ``UserWarning`` saying so.
         """
         self._check_built("predict")
-        warn_untrained(f"{type(self).__name__}.predict", self.steps_done)
         seed = seed_or_draw("seed", seed)
         method, steps = check_solver(solver, steps, self.config.solver)
         chunk = check_int("chunk", chunk, minimum=1)
@@ -474,6 +473,8 @@ class MetaFlowMatching:
         pops = check_populations("sources", sources, self.dim, self._min_points, dtype=self.dtype)
         p = len(pops)
         source_ids = check_source_ids(source_ids, p, self.config.method)
+        # after the argument checks: a call they refuse does not also warn
+        warn_untrained(f"{type(self).__name__}.predict", self.steps_done)
         emb = None
         if self.config.method == "MFM":
             emb = self.embed(pops, features=features, seed=seed)
@@ -524,12 +525,12 @@ class MetaFlowMatching:
         """
         warn_detached(f"{type(self).__name__}.posterior", x=x, features=features)
         self._check_built("posterior")
-        warn_untrained(f"{type(self).__name__}.posterior", self.steps_done)
         num_samples = check_int("num_samples", num_samples, minimum=2)
         seed = seed_or_draw("seed", seed)
         batch = check_bool("batch", batch)
         pops = check_populations("x", x, self.dim, self._min_points, dtype=self.dtype)
         check_draw_populations(pops, self.config.method, self.config.points)
+        warn_untrained(f"{type(self).__name__}.posterior", self.steps_done)
         # no subsample to vary (FM / CGFM, or populations embedded whole): every draw is
         # the same prediction, integrated once instead of num_samples times
         same = self.config.method != "MFM" or pops[0].shape[0] <= self.config.points

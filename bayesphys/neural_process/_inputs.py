@@ -17,6 +17,7 @@ from torch import Tensor
 from .._checks import as_scalar, check_keys, check_real
 from .._device import ArrayLike, as_tensor
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from .grids import check_points
 
 __all__ = [
@@ -128,7 +129,7 @@ def warn_outside_prior(where: str, problem: Any, values: tuple[tuple[str, Tensor
             f"{where}: {'; '.join(parts)}. The model was trained on parameters drawn from that "
             "box only: outside it the posterior is an extrapolation of the networks, its "
             "uncertainty neither widens nor is calibrated there",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 

@@ -34,6 +34,7 @@ from .._device import as_tensor
 from .._posterior_args import _check_level
 from .._quantile import quantile_of_all
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from .gicnet import check_kernel_memory
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,7 +75,7 @@ def interval_scale(
             f"err: {zeros} of {r.numel()} validation errors are exactly zero, so the {level:g} "
             "quantile of |err|/sd is 0 and the variances are scaled by 1e-24 (the floor): is "
             "the validation set the model's own output or its training data?",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
     return max(q / _z(level), 1e-12) ** 2

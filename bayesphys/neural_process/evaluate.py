@@ -35,6 +35,7 @@ from .._checks import (
 )
 from .._device import check_finite
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysRuntimeWarning
 from ..metrics import crps_gaussian, gaussian_nll
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -503,7 +504,7 @@ def match_oracle_sigma(test: dict[str, Any], target: float, **kw: Any) -> float:
         warnings.warn(
             f"match_oracle_sigma: target {target:.4g} lies outside the errors reachable with "
             f"sigma in [1e-05, 1] ({ends[0]:.4g} .. {ends[1]:.4g}); returning the nearer end",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
     for _ in range(40):

@@ -48,6 +48,7 @@ from torch.distributions import LowRankMultivariateNormal
 from .._checks import check_bool, check_dense_memory, check_int, check_real
 from .._device import check_finite, check_module_inputs
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from .grids import check_box
 
 __all__ = ["GICNet", "KernelInterpolation"]
@@ -100,7 +101,7 @@ def warn_box_scale(
             "rescale x so that the box spans order 1, or pass ell_max and ell_min in the box's "
             f"units (e.g. ell_max={length / 2:.3g}, ell_min={length / 40:.3g}: the RGNP "
             "Poisson preset's ratios)",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 

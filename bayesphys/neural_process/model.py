@@ -65,6 +65,7 @@ from .._precision import own_precision
 from .._process_state import streams_kept
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
+from .._warning_types import BayesphysUserWarning
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
 from ._inputs import (
@@ -533,7 +534,7 @@ class RandomGridNP:
             "model has trained since: it was made for other weights. "
             "Call calibrate(x, u, z, w) again on validation instances (or set "
             f"variance_scale[{output!r}] = 1.0 to drop it)",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 

@@ -16,6 +16,7 @@ from .._model import FitResult
 from .._progress import progress_bar
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
+from .._warning_types import BayesphysRuntimeWarning
 from ._cg_shortfall import _cg_shortfall, _short_reasons
 from ._damped_step import _damped_step, _linearise
 from .sparse import ColouredJacobian, NonFiniteJacobian
@@ -48,7 +49,7 @@ def _warn_inexact_steps(
         f"minimize: the inner CG stopped above cg_tol={cg_tol:g} on {n_short} of {len(rels)} "
         f"steps (largest relative residual {worst:.1e}), so the steps are inexact: {reasons}; "
         "or use linear_solver='sparse' (plain-grid float64 problems)",
-        RuntimeWarning,
+        BayesphysRuntimeWarning,
         stacklevel=user_stacklevel(),
     )
 

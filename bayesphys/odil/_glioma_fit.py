@@ -24,6 +24,7 @@ from .._checks import check_int, did_you_mean
 from .._model import FitResult, autograd_on
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
+from .._warning_types import BayesphysRuntimeWarning, BayesphysUserWarning
 from .solvers import minimize
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def fit_reduced(
             "the fit unreliable; rebuild the model with a larger d_max (e.g. twice the "
             "fitted D_w in result.message, GliomaModel.from_patient(..., d_max=...)) and "
             "fit again",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             # the user's line also when a package loop fits (select_n_foci, calibration)
             stacklevel=user_stacklevel(),
         )
@@ -143,7 +144,7 @@ def drop_recalibration(model: GliomaModel, where: str) -> None:
         f"{where}: the recalibrate() map in force was applied to the previous fit's posterior "
         "and is dropped: the model now holds this fit's uncalibrated Laplace posterior. Call "
         "recalibrate(shift, scale) again to apply the map to it",
-        UserWarning,
+        BayesphysUserWarning,
         stacklevel=user_stacklevel(),
     )
 
@@ -190,7 +191,7 @@ def hessian_covariance(model: GliomaModel, hessian: str) -> Tensor:
                 "posterior does not hold. The covariance falls back to the Gauss-Newton "
                 "matrix J^T J, whose sds do not show it; check result.converged and the "
                 "estimates, fit again with more steps",
-                RuntimeWarning,
+                BayesphysRuntimeWarning,
                 stacklevel=user_stacklevel(),
             )
     cov = torch.linalg.inv(0.5 * (h + h.T))

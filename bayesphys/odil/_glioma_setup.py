@@ -18,6 +18,7 @@ from .._checkpoint import check_built_settings, in_quiet_rebuild, quiet_rebuild,
 from .._checks import did_you_mean
 from .._device import as_tensor, model_device, own_memory, single_or_double
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..problems.fisher_kolmogorov import SCHEMES, stable_steps, tissue_faces
 from ._focal import FOCAL_WIDTH_MM, kmeans_foci
 from .glioma_inputs import CONFIG_KEYS, checked_labels, checked_settings, lesion_crop
@@ -239,7 +240,7 @@ def warn_lesion_at_edge(labels: Tensor) -> None:
             "beyond a cropped volume is fitted as one held back there; give the tissue maps "
             "and labels with a margin around the lesion (crop_margin_mm, default 24 mm, sets "
             "the solver's own crop)",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 

@@ -35,6 +35,7 @@ import torch
 from .._checks import check_int_sequence
 from .._device import as_tensor
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysRuntimeWarning
 
 # the initial state and the starting guess sit below the model, which builds on them
 from ._focal import FOCAL_WIDTH_MM as FOCAL_WIDTH_MM  # the focal width, re-exported by name
@@ -107,7 +108,7 @@ def select_n_foci(
             warnings.warn(
                 f"select_n_foci: the log evidence of n_foci={k} is {scores[k]} (its fit broke "
                 "down: see its result.message); that candidate is left out of the choice",
-                RuntimeWarning,
+                BayesphysRuntimeWarning,
                 stacklevel=user_stacklevel(),
             )
             continue

@@ -22,6 +22,7 @@ from .._checks import check_int, check_real, did_you_mean
 from .._model import FitResult
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
+from .._warning_types import BayesphysRuntimeWarning
 from ..problems.fisher_kolmogorov import fk_forward, fk_residual, max_step
 from ._cg_shortfall import _cg_shortfall
 from ._glioma_fit import drop_recalibration
@@ -233,7 +234,7 @@ def fit_joint_odil(
             f"Levenberg-Marquardt steps stopped short (largest relative residual "
             f"{max(all_rels[j] for j in short):.1e}), so the steps are inexact: "
             f"{'; '.join(why)}",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
     if steps > 0 and len(out.loss_history) == 1 and not out.converged:
@@ -248,7 +249,7 @@ def fit_joint_odil(
         warnings.warn(
             f"fit_odil: no Levenberg-Marquardt step was accepted ({out.message}); the model "
             f"keeps its previous posterior ({remedy})",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
         out.seconds = time.perf_counter() - t0
@@ -293,7 +294,7 @@ def fit_joint_odil(
             "fit_odil: the conjugate-gradient solves of the theta covariance (Schur "
             f"complement) {'; some '.join(why)} (largest relative residual {worst:.1e}), so "
             "theta_cov may be off",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
     model.theta, model.theta_cov = theta, cov

@@ -16,6 +16,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_real, seed_or_draw, stream_seed
 from .._device import as_tensor
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysRuntimeWarning
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
 from ..problems.fisher_kolmogorov import max_steps, stable_steps
@@ -278,7 +279,7 @@ class GliomaPosteriorMixin:
                 f"{where}: {n_nan} of {n} posterior draws have a NaN D_w or rho: their "
                 "tumour-cell maps are NaN; the fit's posterior has NaN parameters (check the "
                 "fit's loss and its inputs, and fit again)",
-                RuntimeWarning,
+                BayesphysRuntimeWarning,
                 stacklevel=user_stacklevel(),
             )
         if bad:
@@ -288,7 +289,7 @@ class GliomaPosteriorMixin:
                 f"step, sized for d_max={cfg['d_max']:g}: their tumour-cell maps oscillate or "
                 "blow up instead of solving the model; rebuild the model with a larger d_max "
                 "(e.g. GliomaModel.from_patient(..., d_max=...)) and fit again",
-                RuntimeWarning,
+                BayesphysRuntimeWarning,
                 stacklevel=user_stacklevel(),
             )
 

@@ -39,6 +39,7 @@ from .._inference_tensors import inference_tensors_named
 from .._precision import own_precision
 from .._renamed import renamed_kwargs
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysRuntimeWarning
 from ..posterior import GaussianPosterior
 from ._cg_shortfall import _cg_shortfall, _short_reasons
 from ._cg_solve import cg_with_breakdown
@@ -301,7 +302,7 @@ def _theta_covariance(
             f"theta_covariance: CG did not reach cg_tol={cg_tol:g} (relative residuals "
             f"{[f'{r:.1e}' for r in resids]}; columns: the unknowns of params in order): "
             f"{reasons}; the covariance may be off",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
     schur = h_tt - h_ut.T @ sols
@@ -514,7 +515,7 @@ def field_posterior(
             f"field_posterior: CG did not reach cg_tol={cg_tol:g} for {len(bad)} of "
             f"{num_samples} draws (relative residuals up to {max(bad):.1e}): {reasons}; the "
             "draws, and the spread they give, may be off",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
     s = torch.stack(draws, 1) / num_samples**0.5

@@ -25,6 +25,7 @@ from torch import Tensor
 from .._checks import offset_seed
 from .._quantile import quantile_of_all
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..posterior import GaussianPosterior
 from ..problems.gpme import make_dataset
 from ._inputs import check_mass
@@ -89,7 +90,7 @@ def calibrated_step1(
                 f"{caller}: the hybrid calibration was fitted on another (t, x) grid "
                 f"(calibration: {_grid_text(cal.t, cal.x)}; this query: {_grid_text(tt, xx)}), "
                 "so the Step-1 covariance here is uncalibrated. " + _grid_advice(cal.x, xx),
-                UserWarning,
+                BayesphysUserWarning,
                 stacklevel=user_stacklevel(),
             )
     return GaussianPosterior(mean, cov, event_shape=(nx,), validate=False)
@@ -110,7 +111,7 @@ def warn_stale_calibration(model: ProbConserv, where: str) -> None:
         f"{where}: the Step-1 calibration in force was fitted by calibrate() at step {at}, and "
         "the model has trained since: it was made for other weights. Call calibrate(...) "
         "again with the same settings to recalibrate",
-        UserWarning,
+        BayesphysUserWarning,
         stacklevel=user_stacklevel(),
     )
 
@@ -250,7 +251,7 @@ def warn_hybrid_with_mixture(model: ProbConserv) -> None:
             "mass_discrepancy). For the ProbConserv posterior, calibrate with "
             "objective='ll' or 'coverage90', or build the model with covariance='diag' or "
             "'lowrank'",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 

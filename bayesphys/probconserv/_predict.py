@@ -186,7 +186,6 @@ def updated_posterior(
 ) -> GaussianPosterior:
     """:meth:`~bayesphys.probconserv.ProbConserv.posterior` of ``model`` (its docstring states
     the arguments, their checks and the methods)."""
-    warn_untrained("ProbConserv.posterior", model.steps_done)
     model._check_context(context)
     if method not in ("probconserv", "hardc", "none"):
         raise ValueError(
@@ -225,6 +224,8 @@ def updated_posterior(
         b = grid_mass(model, context, tt, xx)
     else:
         b = None  # the unconstrained posterior needs no mass
+    # after the argument checks: a call they refuse does not also warn
+    warn_untrained("ProbConserv.posterior", model.steps_done)
     # the unconstrained baselines never see b: the constrained update is the only user of
     # the conservation law (HardC projects onto it, keeping the baseline's variance)
     baseline = method != "probconserv"

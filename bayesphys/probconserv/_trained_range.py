@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 
 if TYPE_CHECKING:
     from ..problems.gpme import GPMEData
@@ -93,6 +94,6 @@ def warn_outside_trained(model: ProbConserv, context: GPMEData, where: str, gate
         "calibrated: it need not widen, so the posterior can be confidently wrong. "
         "calibrate(objective='hybrid', local_functions=M) adds the mass check's discrepancy "
         "to such functions in posterior(method='probconserv') on the calibration grid",
-        UserWarning,
+        BayesphysUserWarning,
         stacklevel=user_stacklevel(),
     )

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 
 #: field root-mean-square values inside which Step 1's floors and starting values suit the data
 FIELD_RMS_RANGE = (1e-2, 1e2)
@@ -39,6 +40,6 @@ def warn_field_scale(y_context: Tensor, y_target: Tensor) -> None:
             "field's scale, 1e3 times larger a flat prediction). Divide the field values and "
             f"the masses by a scale of their order (rms between {FIELD_RMS_RANGE[0]:g} and "
             f"{FIELD_RMS_RANGE[1]:g}) and multiply the posterior back",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )

@@ -27,6 +27,7 @@ from .._device import ArrayLike, as_tensor
 from .._posterior_base import is_posterior
 from .._renamed import renamed_kwargs
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysUserWarning
 from ..posterior import GaussianPosterior, Posterior
 from .update import check_slice_mass, trapezoid_weights
 
@@ -100,7 +101,7 @@ def _warn_floor(var_floor: float, var: Tensor) -> None:
             f"variances (largest {vmax:.3g}); it raised {raised} of {var.numel()} of them, so "
             "ll, coverage90 and crps score the floor rather than the posterior. Give var_floor "
             "in the field's units squared (e.g. 1e-12 times its largest variance)",
-            UserWarning,
+            BayesphysUserWarning,
             stacklevel=user_stacklevel(),
         )
 

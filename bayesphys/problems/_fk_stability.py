@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_real, did_you_mean
 from .._stack import user_stacklevel
+from .._warning_types import BayesphysRuntimeWarning
 from .stencil import _check_step, _square, _underflows, shift
 
 __all__ = ["stable_steps", "max_step", "max_steps", "SCHEMES"]
@@ -228,7 +229,7 @@ def _check_stable(
             "anti-diffuses: the state blows up at any step size)"
         )
         if tensors:
-            warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
+            warnings.warn(msg, BayesphysRuntimeWarning, stacklevel=user_stacklevel())
             return
         raise ValueError(msg)
     # NaN: a NaN face, dw or rho (a NaN tensor rate passed as stable and gave a NaN state);
@@ -253,7 +254,7 @@ def _check_stable(
                 "would be NaN)"
             )
         if tensors:
-            warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
+            warnings.warn(msg, BayesphysRuntimeWarning, stacklevel=user_stacklevel())
             return
         raise ValueError(msg)
     dt = t_end / steps
@@ -282,6 +283,6 @@ def _check_stable(
         f"{advice}"
     )
     if tensors:
-        warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
+        warnings.warn(msg, BayesphysRuntimeWarning, stacklevel=user_stacklevel())
     else:
         raise ValueError(msg)

@@ -42,7 +42,8 @@ def _build_nothing(problem, seed=0):  # a forgotten return
 
 
 def test_build_returning_no_model_fails_its_problems_naming_build():
-    res = fit_many(PROBLEMS, _build_nothing, **KW)
+    with pytest.warns(RuntimeWarning, match="fit_many: 2 of 2 problems failed"):
+        res = fit_many(PROBLEMS, _build_nothing, **KW)
     assert res.failed == ["a", 7] and res.idata is None
     for err in res.table["error"]:
         # was: AttributeError: 'NoneType' object has no attribute 'fit'
@@ -51,7 +52,8 @@ def test_build_returning_no_model_fails_its_problems_naming_build():
 
 
 def test_posterior_returning_raw_draws_fails_naming_posterior():
-    res = fit_many(PROBLEMS, _PosteriorReturnsDraws, **KW)
+    with pytest.warns(RuntimeWarning, match="fit_many: 2 of 2 problems failed"):
+        res = fit_many(PROBLEMS, _PosteriorReturnsDraws, **KW)
     assert res.failed == ["a", 7]
     for err in res.table["error"]:
         # was: AttributeError: 'Tensor' object has no attribute 'to_inference_data'

@@ -170,7 +170,8 @@ def test_cohort_with_no_finished_patient_removes_the_earlier_runs_posterior(tmp_
         raise RuntimeError("no fit today")
 
     monkeypatch.setattr(cohort.LinearGaussianModel, "fit", broken)
-    summary = cohort.main([*argv, "--seed", "1"])
+    with pytest.warns(RuntimeWarning, match="fit_many: 2 of 2 problems failed"):
+        summary = cohort.main([*argv, "--seed", "1"])
     assert len(summary["failed"]) == 2
     # the seed-0 posterior no longer sits beside the seed-1 summary that reports no patient
     assert not (out / "cohort.nc").exists()

@@ -136,7 +136,8 @@ def test_global_rng_models_are_seeded_per_problem():
 
 def test_local_processes_equal_sequential_and_isolate_a_failure():
     probs = _toy.problems(4, fail=(2,))
-    res = _run("local", probs, max_workers=2)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 4 problems failed"):
+        res = _run("local", probs, max_workers=2)
     assert res.executor == "local" and res.workers == 2
     _check_equal(res, _reference(probs, _toy.build, 7))
     _check_failure(res, "p002")
@@ -159,7 +160,8 @@ def test_map_only_executor_object():
     probs = _toy.problems(3, fail=(0,))
     runner = resolve_runner(MapOnly())
     assert isinstance(runner, MapRunner)
-    res = _run(MapOnly(), probs)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 3 problems failed"):
+        res = _run(MapOnly(), probs)
     _check_equal(res, _reference(probs, _toy.build, 7))
     _check_failure(res, "p000")
 
@@ -197,11 +199,13 @@ def test_resume_after_crash_skips_finished_problems(tmp_path):
 
 def test_failed_problems_are_retried_on_rerun(tmp_path):
     probs = _toy.problems(3, fail=(1,))
-    first = _run("sequential", probs, out=tmp_path)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 3 problems failed"):
+        first = _run("sequential", probs, out=tmp_path)
     assert first.failed == ["p001"]
     assert json.loads((tmp_path / "p001.json").read_text())["status"] == "error"
     assert not (tmp_path / "p001.nc").exists()
-    kept = _run("sequential", probs, out=tmp_path, retry_failed=False)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 3 problems failed"):
+        kept = _run("sequential", probs, out=tmp_path, retry_failed=False)
     assert kept.table["resumed"].all() and kept.failed == ["p001"]
     second = _run("sequential", _toy.problems(3), out=tmp_path)
     assert second.table["resumed"].tolist() == [True, False, True]
@@ -209,7 +213,8 @@ def test_failed_problems_are_retried_on_rerun(tmp_path):
 
 
 def test_all_failed_gives_no_idata():
-    res = _run("sequential", _toy.problems(2, fail=(0, 1)))
+    with pytest.warns(RuntimeWarning, match="fit_many: 2 of 2 problems failed"):
+        res = _run("sequential", _toy.problems(2, fail=(0, 1)))
     assert res.idata is None and res.failed == ["p000", "p001"]
 
 
@@ -237,7 +242,8 @@ def test_ray_equals_sequential_and_isolates_a_failure():
     ray = pytest.importorskip("ray")
     assert not ray.is_initialized()
     probs = _toy.problems(4, fail=(1,))
-    res = _run("ray", probs, max_workers=2)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 4 problems failed"):
+        res = _run("ray", probs, max_workers=2)
     assert res.executor == "ray"
     assert not ray.is_initialized()  # the local instance started by fit_many was shut down
     _check_equal(res, _reference(probs, _toy.build, 7))
@@ -248,7 +254,8 @@ def test_ray_equals_sequential_and_isolates_a_failure():
 def test_dask_equals_sequential_and_isolates_a_failure():
     pytest.importorskip("dask.distributed")
     probs = _toy.problems(4, fail=(3,))
-    res = _run("dask", probs, builder=_toy.build_no_trim, max_workers=2)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 4 problems failed"):
+        res = _run("dask", probs, builder=_toy.build_no_trim, max_workers=2)
     assert res.executor == "dask" and res.workers == 2
     _check_equal(res, _reference(probs, _toy.build, 7))
     _check_failure(res, "p003")
@@ -307,7 +314,8 @@ class _SendFailsPool:
 def test_map_pool_keeps_the_results_after_one_task_fails_to_send():
     probs = _toy.problems(3)
     probs["p000"]["unpicklable"] = True
-    res = _run(_SendFailsPool(), probs)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 3 problems failed"):
+        res = _run(_SendFailsPool(), probs)
     assert res.failed == ["p000"]
     assert "cannot pickle" in res.table.loc["p000", "error"]
     assert "task 0 (problem 'p000') failed" in res.table.loc["p000", "error"]
@@ -320,7 +328,8 @@ def test_map_pool_errors_without_a_task_name_every_task_they_may_belong_to(tmp_p
     probs = _toy.problems(4)
     for pid in ("p001", "p003"):
         probs[pid]["unpicklable"] = True
-    res = _run(_SendFailsPool(), probs, out=tmp_path)
+    with pytest.warns(RuntimeWarning, match="fit_many: 2 of 4 problems failed"):
+        res = _run(_SendFailsPool(), probs, out=tmp_path)
     assert res.failed == ["p001", "p003"]
     for pid in res.failed:
         err = res.table.loc[pid, "error"]
@@ -340,7 +349,8 @@ def _export_bad_attr(model, post, seed):
 def test_a_problem_that_cannot_be_written_is_recorded_and_the_others_finish(tmp_path):
     probs = _toy.problems(4)
     probs["p001"]["bad_attr"] = True
-    res = _run("sequential", probs, out=tmp_path, export=_export_bad_attr)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 4 problems failed"):
+        res = _run("sequential", probs, out=tmp_path, export=_export_bad_attr)
     assert res.failed == ["p001"]
     assert "writing to" in res.table.loc["p001", "error"]
     assert sorted(p.name for p in tmp_path.glob("*.nc")) == ["p000.nc", "p002.nc", "p003.nc"]
@@ -612,7 +622,8 @@ def test_a_runner_passed_in_is_left_open():
 
 def test_an_unreadable_record_is_fitted_again_when_failures_are_kept(tmp_path):
     probs = _toy.problems(2, fail=(1,))
-    _run("sequential", probs, out=tmp_path)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 2 problems failed"):
+        _run("sequential", probs, out=tmp_path)
     (tmp_path / "p001.json").write_text('{"status": "err')  # cut short, e.g. a full disk
     # it used to stop the whole call with a JSONDecodeError
     res = _run("sequential", _toy.problems(2), out=tmp_path, retry_failed=False)
@@ -936,7 +947,8 @@ def test_tuple_ids_are_labels_of_the_problem_dimension():
     ``ValueError``. They are plain labels of the table and of ``problem_dim``."""
     base = _toy.problems(3, fail=(2,))
     probs = {(k, "visit"): p for k, p in enumerate(base.values())}
-    res = _run("sequential", probs)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 3 problems failed"):
+        res = _run("sequential", probs)
     assert list(res.table.index) == list(probs)
     assert res.failed == [(2, "visit")] and res.ok == [(0, "visit"), (1, "visit")]
     u = group_dataset(res.idata, "posterior")["u"]
@@ -981,7 +993,8 @@ def test_a_sample_posterior_keeps_its_chains_unless_counts_are_given(tmp_path):
     assert group_dataset(picked.idata, "posterior")["u"].shape == (1, 4, 2, 41)
     again = fit_many(probs, _toy.build_stored, out=tmp_path, **kw)
     assert not again.table["resumed"].any()  # the picked records are not the stored chains
-    too_many = fit_many(probs, _toy.build_stored, num_samples=11, **kw)
+    with pytest.warns(RuntimeWarning, match="fit_many: 2 of 2 problems failed"):
+        too_many = fit_many(probs, _toy.build_stored, num_samples=11, **kw)
     assert too_many.table["status"].eq("error").all()
     assert too_many.table["error"].str.contains("num_samples: 11 draws").all()
 
@@ -1045,7 +1058,8 @@ def test_a_failure_of_another_id_with_the_same_legacy_stem_is_not_kept(tmp_path,
     # "a b"'s to keep
     prob = _toy.problems(1)["p000"]
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")  # build_no_trim fails while it is set
-    _run("sequential", {"a_b": prob}, builder=_toy.build_no_trim, out=tmp_path)
+    with pytest.warns(RuntimeWarning, match="fit_many: 1 of 1 problems failed"):
+        _run("sequential", {"a_b": prob}, builder=_toy.build_no_trim, out=tmp_path)
     assert json.loads((tmp_path / "a_b.json").read_text())["status"] == "error"
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     res = fit_many(  # seed=None: the records' seeds are not compared

@@ -71,3 +71,4 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path):
     finally:
         if main.poll() is None:
             main.kill()
+        main.stdout.close()  # the pipe left open was a ResourceWarning at garbage collection

@@ -154,7 +154,8 @@ def test_model_arguments():
         m.posterior(pops, num_samples=1)
     with pytest.raises(TypeError, match="^chunk: "):
         m.predict(pops, chunk=math.nan)
-    assert [p.shape for p in m.predict(pops, steps=1, chunk=64.0)] == [(20, 2)] * 2
+    with pytest.warns(UserWarning, match="MetaFlowMatching.predict: the model has not been"):
+        assert [p.shape for p in m.predict(pops, steps=1, chunk=64.0)] == [(20, 2)] * 2
 
 
 def test_fit_arguments():
@@ -188,7 +189,8 @@ def test_ensemble_arguments():
         ens.uncertainty(cal, test, max_points=0)
     with pytest.raises(TypeError, match="^noise_splits: "):
         ens.uncertainty(cal, test, noise_splits=math.nan)
-    post = ens.posterior(src, num_samples=1)
+    with pytest.warns(UserWarning, match="MFMEnsemble.posterior: the model has not been"):
+        post = ens.posterior(src, num_samples=1)
     with pytest.raises(ValueError, match="^max_points: "):
         w2_inference_data(post, test.target, max_points=-1)
 

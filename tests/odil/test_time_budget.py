@@ -58,6 +58,9 @@ def test_max_seconds_is_checked_before_any_work(bad):
         m.fit_odil(progress=False, max_seconds=bad)
 
 
+# a fit stopped by the budget may stop short of a minimum, where the Laplace covariance warns
+# (how far it got depends on the machine's speed); the test checks the budget, not the fit
+@pytest.mark.filterwarnings("ignore:laplace_covariance. the exact Hessian of the loss at the")
 def test_glioma_fits_stop_at_the_budget_with_a_posterior():
     p = synthetic_patient(0, n=32, spacing=4.0)
     one = GliomaModel.from_patient(p, seed=0)

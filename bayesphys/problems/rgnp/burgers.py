@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..._checks import check_int, check_real
 from ..._stack import user_stacklevel
+from ..._warning_types import BayesphysRuntimeWarning
 from ._common import _as_array, _case_params, _check_problem, _seed, _thomas
 from .prior import _prior_draw
 
@@ -121,7 +122,7 @@ def solve_burgers(
         warnings.warn(
             f"solve_burgers: Newton did not converge in 30 iterations (tol {tol:.3g}) in "
             f"{unconverged} of {n_steps} time steps",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
     return x, t, np.stack(out, 1)

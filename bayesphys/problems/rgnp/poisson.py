@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..._checks import check_int, check_real, did_you_mean, stream_seed
 from ..._stack import user_stacklevel
+from ..._warning_types import BayesphysRuntimeWarning
 from ._common import _case_params, _check_problem, _seed, _thomas
 from .prior import _prior_draw
 
@@ -128,7 +129,7 @@ def solve_poisson(
         warnings.warn(
             f"solve_poisson: Newton did not converge in {max_iter} iterations (last update "
             f"{np.max(np.abs(delta)):.3g} > tol {tol:.3g})",
-            RuntimeWarning,
+            BayesphysRuntimeWarning,
             stacklevel=user_stacklevel(),
         )
     return x, u
