@@ -242,13 +242,15 @@ _THREADS_LEFT = pytest.StashKey[tuple]()
 
 def _process_state() -> dict:
     """The process-wide settings a test could leave changed (torch's global modes are
-    ``_torch_globals``, checked by ``_torch_globals_kept``)."""
+    ``_torch_globals``, checked by ``_torch_globals_kept``; torch's thread count is given back
+    by ``_few_threads`` after each test and by ``_module_threads_kept`` after each module, since
+    module-scoped fixtures hold one thread for their module's fits, and checked where a test
+    asks, ``usefixtures("_threads_kept")``)."""
     import sys
 
     env = os.environ
     state = {f"${k}": env.get(k) for k in _WATCHED_ENV}
     state.update({f"${k}": v for k, v in env.items() if k.startswith("BAYESPHYS_")})
-    state["torch threads"] = torch.get_num_threads()
     state["working directory"] = os.getcwd()
     plt = sys.modules.get("matplotlib.pyplot")
     state["open pyplot figures"] = tuple(plt.get_fignums()) if plt is not None else ()
