@@ -66,7 +66,9 @@ def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Ten
 
     Jitter starts at ``1e-10`` (float64) or ``1e-6`` (float32) times the mean diagonal (at
     least the dtype's smallest normal number, so a zero matrix gets a usable jitter) and grows
-    tenfold per try. Raises ``ValueError`` naming ``name`` if ``a`` is not PSD.
+    tenfold per try, per matrix of a batch: a matrix that factorises without jitter gets none,
+    and each other one the smallest try that works for it, so each matrix's factor is the one
+    it gets alone. Raises ``ValueError`` naming ``name`` if ``a`` is not PSD.
 
     The factor is that of ``a + jitter * I``: draws through it have each variance raised by
     the jitter, a raise that is relative to the mean diagonal, not to each entry (a
@@ -101,11 +103,25 @@ def _psd_cholesky_jitter(
     tiny = torch.finfo(a.dtype).tiny / base
     scale = a.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).clamp_min(tiny)
     eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    # per matrix of a batch: only those whose factorisation failed get jitter, each the
+    # smallest that works for it (one singular member of a batch raised every member's
+    # variances, draws and densities by the jitter it needed, so a posterior's numbers
+    # depended on what it was batched with)
+    pending = info != 0  # [*batch]
+    jit = torch.zeros_like(scale)  # [*batch, 1]: 0 for the members factorised without it
+    relative = 0.0
     for k in range(max_tries):
-        jit = (base * 10**k) * scale
-        l, info = torch.linalg.cholesky_ex(a + jit[..., None] * eye)
-        if not bool(info.any()):
-            return l, float(jit.max()), base * 10**k
+        trial = torch.where(pending[..., None], (base * 10**k) * scale, jit)
+        l, info = torch.linalg.cholesky_ex(a + trial[..., None] * eye)
+        fixed = pending & (info == 0)
+        if bool(fixed.any()):
+            relative = base * 10**k
+        jit = torch.where(fixed[..., None], trial, jit)
+        pending = pending & (info != 0)
+        if not bool(pending.any()):
+            # every member's factor is that of its own a + jit I (the settled ones again)
+            return l, float(jit.max()), relative
+    jit = trial
     eig_min = float(torch.linalg.eigvalsh(a).min())
     raise ValueError(
         f"{name}: expected a positive semi-definite matrix, received one with smallest "

@@ -99,7 +99,9 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     is a symmetric function of the pool, so under calibration the truth's rank among the
     pooled depths is uniform; ties are broken at random:
     :math:`u = (\#\{j: e_j < e_0\} + V (\#\{j: e_j = e_0\} + 1))/(L+1)`. Small ``u``: the
-    truth lies deep inside the sample HDI.
+    truth lies deep inside the sample HDI. ``V`` is drawn per entry ``(i, k)`` by position
+    (``seed``): the depths are the same for a problem in any place, its ``u`` only in
+    distribution.
     """
     truth, draws = check_truth_draws(truth, draws)
     truth, draws = _float_summaries(truth, draws)

@@ -115,9 +115,11 @@ def check_ranks(ranks: Tensor, n_draws: int) -> Tensor:
 def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
     """Ranks ``[N, K]`` (ints in ``0..L``) of ``truth [N, K]`` among ``draws [N, L, K]``.
 
-    Ties are broken uniformly at random (seeded), so discrete summaries stay uniform.
-    ``truth`` on another device than ``draws`` is moved to the draws' device, where the ranks
-    are returned.
+    Ties are broken uniformly at random (seeded), so discrete summaries stay uniform; the
+    uniforms are drawn per entry ``(i, k)`` by position, so a problem's tie-broken rank
+    depends on its place among the problems (permuting the problems permutes the ranks exactly
+    only where there are no ties). ``truth`` on another device than ``draws`` is moved to the
+    draws' device, where the ranks are returned.
     """
     truth, draws = check_truth_draws(truth, draws)
     seed = check_seed("seed", seed)
@@ -148,7 +150,10 @@ def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:
     ``seed``, of the same shape as ``ranks``: ``[N, K] -> [N, K]``, ``[N] -> [N]`` (ranks of
     one summary). Exactly U(0,1) if calibrated. Computed on the CPU and returned on
     ``ranks.device``: the same seed gives the same values, to the bit, on every device (CUDA's
-    division by a scalar multiplies by its reciprocal, one rounding off the CPU's)."""
+    division by a scalar multiplies by its reciprocal, one rounding off the CPU's). ``V`` is
+    drawn per entry by position: the same problems in another order get other ``V``, so the
+    PIT values (and the KS p-values of :func:`sbc_uniformity`) are permutation-equivariant in
+    distribution, not value by value (the ranks and the chi-square are)."""
     n_draws = check_int("n_draws", n_draws, minimum=1)
     seed = check_seed("seed", seed)
     check_ranks(ranks, n_draws)

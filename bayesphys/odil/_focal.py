@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -86,9 +87,10 @@ def _multifocal(
 def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
     """``k`` cluster centres ``[k, d]`` of ``points [n, d]`` (Lloyd's algorithm,
     :func:`scipy.cluster.vq.kmeans2`), started deterministically by farthest-point seeding from
-    the point nearest the centroid. Used as the starting foci of a ``k``-focal fit (points =
-    tumour-core voxel centres, mm; finite and real). ``k`` is at most the number of distinct
-    points (a ``ValueError`` otherwise)."""
+    the point nearest the centroid, ties broken in the points' lexicographic order, so the
+    centres depend on the set of points, not on their order. Used as the starting foci of a
+    ``k``-focal fit (points = tumour-core voxel centres, mm; finite and real). ``k`` is at most
+    the number of distinct points (a ``ValueError`` otherwise)."""
     from scipy.cluster.vq import kmeans2
 
     # finite (arrays used to fail in torch.minimum) and real: a complex tensor lost its
@@ -109,6 +111,12 @@ def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
         raise ValueError(
             f"k: expected at most {distinct} centres (the number of distinct points), received {k}"
         )
+    # the points as a set: sorted lexicographically (first coordinate, then the next, ...),
+    # so that ties in the seeding's argmin / argmax (voxel centres on a grid are symmetric
+    # about their centroid) are broken by position in that order, not by the order the points
+    # came in (a permutation of the same voxels gave other starting foci and other centres)
+    order = np.lexsort(points.detach().cpu().double().numpy().T[::-1])
+    points = points[torch.as_tensor(order, device=points.device)]
     first = int(((points - points.mean(0)) ** 2).sum(1).argmin())
     seeds = [first]
     dist = ((points - points[first]) ** 2).sum(1)

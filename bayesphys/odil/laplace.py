@@ -154,13 +154,17 @@ def theta_covariance(
     by column colouring (:class:`~bayesphys.odil.ColouredJacobian`, stencil of
     ``stencil_radius`` cells, default 1, given only with ``sparse``; float64 plain-grid problems)
     and solves with the field block of :math:`J^\top J` by sparse LU instead of CG
-    (:func:`~bayesphys.odil.sparse.sparse_schur_covariance`). Returns ``(cov, info)`` with the CG
-    iteration count (one per parameter, shared: the columns are solved together), each column's true
-    relative residual, whether its CG broke down (``cg_breakdown``) and whether it reached
-    ``cg_maxiter`` (``cg_capped``) in ``info`` (a ``RuntimeWarning`` if a residual stays above
-    ``cg_tol``, saying per column whether CG reached ``cg_maxiter`` or broke down on a non-positive
-    curvature, which more iterations do not mend; unless ``warn_inexact=False``: a caller that
-    reports it itself). ``cg_tol``: CG's tolerance on each column's relative residual, ``>= 0``;
+    (:func:`~bayesphys.odil.sparse.sparse_schur_covariance`). The matrix-free path solves the
+    parameters' columns together, 16 to a CG, which stops when all of them reach ``cg_tol``: a
+    parameter's entries then move with the other ``params`` asked for, within the solve's tolerance
+    (``cg_tol``-sized, not round-off; ``dense`` and ``sparse`` do not). Returns ``(cov, info)`` with
+    the CG iteration count (one per parameter, shared: the columns are solved together), each
+    column's true relative residual, whether its CG broke down (``cg_breakdown``) and whether it
+    reached ``cg_maxiter`` (``cg_capped``) in ``info`` (a ``RuntimeWarning`` if a residual stays
+    above ``cg_tol``, saying per column whether CG reached ``cg_maxiter`` or broke down on a
+    non-positive curvature, which more iterations do not mend; unless ``warn_inexact=False``: a
+    caller that reports it itself). ``cg_tol``: CG's tolerance on each column's relative
+    residual, ``>= 0``;
     ``None`` (default): ``1e-10`` in float64 and ``1e-5`` in float32, where a true residual below
     about ``1e-7`` (float32's resolution) is out of reach and ``1e-10`` made every float32
     covariance warn. ``cg_maxiter >= 1``; ``params`` distinct names
