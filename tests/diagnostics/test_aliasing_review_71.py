@@ -1,0 +1,38 @@
+"""What the calibration tools build from a caller's tensors is their own: a later in-place edit
+of the caller's tensor, or of the returned object, does not reach the other (review of
+aliasing; each test failed before its mend)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesphys.diagnostics import (
+    front_position,
+    total_mass,
+)
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize(
+    ("build", "edit"),
+    [
+        (lambda w: total_mass(w), lambda w: w.mul_(5.0)),
+        (lambda w: total_mass(w), lambda w: w.fill_(float("nan"))),  # past its check
+        (lambda w: total_mass(w.numpy()), lambda w: w.mul_(5.0)),  # the array's memory
+        (lambda x: front_position(x), lambda x: x.add_(10.0)),
+        (lambda x: front_position(x.numpy()), lambda x: x.add_(10.0)),
+    ],
+    ids=["mass-scaled", "mass-nan", "mass-array", "front-moved", "front-array"],
+)
+def test_a_summary_keeps_its_own_weights_and_grid(build, edit):
+    """total_mass kept the caller's weights and front_position the caller's grid: an edit of
+    them after the build changed every later summary (a NaN weight, a grid no longer
+    increasing, went past the checks made at the build)."""
+    given = torch.tensor([0.0, 0.25, 0.5, 0.75], dtype=F64)
+    summary = build(given)
+    u = torch.tensor([[1.0, 0.8, 0.3, 0.1], [0.9, 0.9, 0.6, 0.2]], dtype=F64)
+    before = summary(u)
+    edit(given)
+    torch.testing.assert_close(summary(u), before, rtol=0, atol=0)
