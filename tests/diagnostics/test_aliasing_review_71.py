@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from bayesphys.diagnostics import (
+    SimulationRecord,
+    fit_record_recalibration,
     front_position,
     total_mass,
 )
@@ -36,3 +38,17 @@ def test_a_summary_keeps_its_own_weights_and_grid(build, edit):
     before = summary(u)
     edit(given)
     torch.testing.assert_close(summary(u), before, rtol=0, atol=0)
+
+
+def test_a_recalibrated_record_has_a_truth_of_its_own():
+    """RecordRecalibration.apply returned a record holding the given record's truth tensor:
+    an edit of one record's truth changed the other's."""
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(40, 2, generator=g, dtype=F64)
+    draws = truth[:, None] + torch.randn(40, 9, 2, generator=g, dtype=F64)
+    record = SimulationRecord(names=["a", "b"], truth=truth.clone(), draws=draws.clone())
+    out = fit_record_recalibration(record, "affine").apply(record)
+    torch.testing.assert_close(out.truth, truth, rtol=0, atol=0)
+    out.truth.add_(1.0)
+    out.draws.add_(1.0)
+    assert torch.equal(record.truth, truth) and torch.equal(record.draws, draws)
