@@ -127,7 +127,9 @@ class RecalibratedPosterior:
 
     @property
     def mean(self) -> Tensor:
-        """Recalibrated mean ``[*batch, *event]`` (unchanged by variance scaling)."""
+        """Recalibrated mean ``[*batch, *event]`` (unchanged by variance scaling: then the
+        base's own ``mean``, for a :class:`~bayesphys.GaussianPosterior` its stored tensor, not
+        a copy; clone it before an in-place edit, which would change the base)."""
         if self._scaled:
             return self.base.mean
         u = self._uniform_mid()

@@ -543,7 +543,9 @@ def hard_projection(prior: GaussianPosterior, G: Tensor, b: Tensor | float) -> G
     ``G``: ``[m, N]`` or ``[*batch, m, N]`` constraint rows (one row ``[N]`` accepted), ``b``
     ``[*batch, m]`` or any shape broadcasting to it (as :func:`conservation_update`); the
     prior has event ``(N,)``. The mean conserves mass; the variance (and so the draws) are
-    not updated. Several rows
+    not updated: the result holds the prior's own ``covariance`` operator (and custom root),
+    not a copy, so an in-place edit of one posterior's covariance tensors changes the other's.
+    Several rows
     are projected through a QR factorisation :math:`G^\top = QR`
     (:math:`G^\top(GG^\top)^{-1} r = Q R^{-\top} r`): the constraint is then met to round-off
     however close to parallel the rows are (solving with :math:`GG^\top`, whose condition
