@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from bayesphys.odil import DiscreteProblem, GliomaModel, field_posterior, laplacian, minimize
+from bayesphys.odil import DiscreteProblem, GliomaModel, field_posterior, laplacian, minimize, shift
 
 
 def _stand_in(patient) -> GliomaModel:
@@ -103,3 +103,14 @@ def test_a_field_posterior_mean_is_not_a_view_of_x(dense_max):
     post = field_posterior(problem, x, "u", dense_max=dense_max, num_samples=4)
     x.mul_(2.0)
     assert torch.equal(post.mean, mean)
+
+
+def test_a_shift_by_zero_is_a_new_tensor():
+    """shift(u, axis, 0) returned u itself (every other shift, as torch.roll, a new tensor):
+    an in-place edit of the result changed the caller's field."""
+    u = torch.arange(6.0).reshape(2, 3)
+    for bc in ("periodic", "neumann", "zero"):
+        v = shift(u, 1, 0, bc)
+        assert torch.equal(v, u)
+        v.add_(1.0)
+        assert torch.equal(u, torch.arange(6.0).reshape(2, 3)), bc
