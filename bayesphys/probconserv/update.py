@@ -401,7 +401,9 @@ def conservation_update(
         float64, with mean ``[*batch, *event]`` and covariance :math:`\tilde\Sigma`
         ``[*batch, N, N]`` (structured, never densified) and a pathwise sampler. Its mean,
         variance and ``rsample`` are differentiable in the prior's mean and covariance, ``G``,
-        ``b`` and ``sigma_g``.
+        ``b`` and ``sigma_g``. It holds the prior's covariance operator (and its factor), not
+        copies, so an in-place edit of the prior's covariance tensors changes it; ``G`` is
+        copied.
 
         Applied again to its own result, the update conditions on a second, independent
         observation of the same constraint, so it is not idempotent. After the limit
@@ -524,7 +526,11 @@ def conservation_update(
     extra = 0 if limit else m
     # a sigma_g whose square overflows (> ~1.3e154) has a zero gain column, so capping it
     # changes no draw; uncapped, sigma_g * xi overflowed near 1e308 and 0 * inf made NaN draws
-    root = _UpdatedRoot(base_root, base_dim, n, G, gain, sig.clamp_max(1e300) if extra else None)
+    # G copied (its graph kept): the sampler held the caller's tensor, so an in-place edit of G
+    # after the update (a buffer reused for the next slice) changed the draws, not the mean
+    root = _UpdatedRoot(
+        base_root, base_dim, n, G.clone(), gain, sig.clamp_max(1e300) if extra else None
+    )
 
     return GaussianPosterior(
         new_mean.reshape(*prior.batch_shape, *prior.event_shape),
