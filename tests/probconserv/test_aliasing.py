@@ -8,7 +8,9 @@ import torch
 from linear_operator.operators import DiagLinearOperator
 
 from bayesphys import GaussianPosterior
-from bayesphys.probconserv import conservation_update, trapezoid_weights
+from bayesphys.probconserv import conservation_update, fit_hybrid, trapezoid_weights
+
+from .test_calibration import error_direction_set
 
 F64 = torch.float64
 
@@ -29,3 +31,17 @@ def test_updated_draws_do_not_follow_later_edits_of_g(sigma_g):
     before = post.sample((3,), seed=0)
     G.mul_(2.0)
     torch.testing.assert_close(post.sample((3,), seed=0), before, rtol=0, atol=0)
+
+
+def test_a_hybrid_calibration_keeps_copies_of_its_grid_and_means():
+    """fit_hybrid kept the caller's float64 x (and, with analogs, the validation means): an
+    in-place edit of them after the fit changed the grid that matches() compares against and
+    the means the analogs are found among."""
+    mean, cov, truth, update, t, x = error_direction_set()
+    x0, mean0 = x.clone(), mean.clone()
+    cal = fit_hybrid(mean, cov, truth, update, t, x, neighbours=(2,))
+    assert cal.neighbours == 2
+    x.add_(1.0)
+    mean.add_(1.0)
+    assert cal.matches(t, x0) and not cal.matches(t, x)
+    assert torch.equal(cal.val_mean, mean0)
