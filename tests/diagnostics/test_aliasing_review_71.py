@@ -4,11 +4,16 @@ aliasing; each test failed before its mend)."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
+from bayesphys import GaussianPosterior
 from bayesphys.diagnostics import (
+    CoreFamily,
     SimulationRecord,
+    fit_recalibration,
     fit_record_recalibration,
     front_position,
     total_mass,
@@ -52,3 +57,20 @@ def test_a_recalibrated_record_has_a_truth_of_its_own():
     out.truth.add_(1.0)
     out.draws.add_(1.0)
     assert torch.equal(record.truth, truth) and torch.equal(record.draws, draws)
+
+
+def test_a_wrapped_posteriors_heldout_report_is_a_copy():
+    """RecalibratedPosterior.heldout_coverage was a shallow copy: its lists of levels and
+    coverages were the recalibrator's, so an edit of one posterior's report changed the
+    recalibrator's and that of every posterior it wraps."""
+    fam = CoreFamily(inflate=0.5)
+    rec = fit_recalibration(fam.simulate, fam.infer, n_fit=10, n_eval=5, seed=0, progress=False)
+    before = copy.deepcopy(rec.heldout)
+    base = GaussianPosterior(torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64))
+    report = rec.wrap(base).heldout_coverage
+    assert report == before
+    for value in report.values():
+        if isinstance(value, list):
+            value[0] = -1.0
+    assert rec.heldout == before
+    assert rec.wrap(base).heldout_coverage == before
