@@ -420,6 +420,10 @@ def as_tensor(
 
     Returns a tensor of ``value``'s own shape ``[*]`` (a number: ``[]``; nested lists or an
     array ``(n_1, ..., n_k)``: ``[n_1, ..., n_k]``), in ``dtype`` and on ``device`` when given.
+    As with ``torch.as_tensor``, nothing is copied that need not be: a tensor already in
+    ``dtype`` on ``device`` is returned itself (a tensor subclass as a plain tensor on the same
+    memory), and a writable array's memory is shared (an in-place edit of the result changes
+    ``value``; a read-only array is copied).
 
     A cast to an integer ``dtype`` that would change a value is refused (``ValueError``):
     fractional or non-finite floats, and numbers outside the dtype's range (which would wrap).

@@ -109,6 +109,10 @@ class GaussianPosterior(_PosteriorBase):
     Notes
     -----
     Sampling uses :math:`u = \mu + L z`, :math:`L L^\top = \Sigma`, :math:`z \sim \mathcal N(0, I)`.
+    ``mean`` and ``covariance`` are kept as given, not copied (as in ``torch.distributions``):
+    the factor :math:`L` is computed once and cached, so a covariance edited in place after
+    the build gives draws and densities of the old one beside variances of the new one; build
+    a new posterior instead (or pass clones).
     A covariance that requires grad is factorised once, with its graph: after a ``backward``
     through ``log_prob`` or ``rsample``, a second one through the same posterior fails with
     torch's "Trying to backward through the graph a second time" (as for

@@ -35,7 +35,9 @@ class SamplePosterior(_PosteriorBase):
     ----------
     draws
         MCMC chains, ensemble members or generative-model samples; a single chain may be
-        given as ``[draw, *batch, *event]`` with ``chains=False``.
+        given as ``[draw, *batch, *event]`` with ``chains=False``. Kept as given, not copied
+        (stored as ``draws``; a view of it with ``chains=False``): an in-place edit of the
+        tensor afterwards changes the posterior's moments, quantiles and draws.
     event_ndim
         how many trailing dims form the event (the rest after ``chain, draw`` are batch);
         default: all of them. Default draws ``[C, S]`` with more chains than draws

@@ -499,7 +499,9 @@ class Recalibrator:
 
         ``truths[i]``: ``[*batch_i, *E_i]``, the batch + event shape of ``posteriors[i]``.
         Returns (and stores in ``self.heldout``) ``{"levels", "coverage_before",
-        "coverage_after", "n_problems"}`` (lists, one entry per level).
+        "coverage_after", "n_problems"}`` (lists, one entry per level): the stored dict itself,
+        not a copy (an edit of it changes what :attr:`RecalibratedPosterior.heldout_coverage`
+        reports later; that property returns a copy).
 
         A posterior's central ``interval`` decides coverage, except for an empirical posterior
         (:class:`~bayesphys.SamplePosterior`, ``S`` draws pooled over chains): before, the

@@ -9,6 +9,7 @@ has the recalibrated CDF :math:`G = R \circ F` and maps draws by
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -93,8 +94,11 @@ class RecalibratedPosterior:
 
     @property
     def heldout_coverage(self) -> dict[str, Any]:
-        """Coverage before/after on the recaliber's held-out set (empty if not evaluated)."""
-        return dict(self.recalibrator.heldout)
+        """Coverage before/after on the recaliber's held-out set (empty if not evaluated); a
+        copy, its lists included."""
+        # deep: a shallow copy shared the recalibrator's lists of levels and coverages, so an
+        # edit of one wrapped posterior's report changed the recalibrator's and every other's
+        return copy.deepcopy(self.recalibrator.heldout)
 
     @property
     def device(self) -> torch.device:
@@ -127,7 +131,9 @@ class RecalibratedPosterior:
 
     @property
     def mean(self) -> Tensor:
-        """Recalibrated mean ``[*batch, *event]`` (unchanged by variance scaling)."""
+        """Recalibrated mean ``[*batch, *event]`` (unchanged by variance scaling: then the
+        base's own ``mean``, for a :class:`~bayesphys.GaussianPosterior` its stored tensor, not
+        a copy; clone it before an in-place edit, which would change the base)."""
         if self._scaled:
             return self.base.mean
         u = self._uniform_mid()

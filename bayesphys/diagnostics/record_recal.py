@@ -107,7 +107,8 @@ class RecordRecalibration:
         mapped draws mapped again, the maps composed, with a ``UserWarning``: apply to the
         unrecalibrated record, or fit the stages together (``method="affine+quantile"``,
         each stage fitted on the draws of the stages before it). The composed record's
-        ``meta["recalibrated"]`` names both (``"affine then affine"``).
+        ``meta["recalibrated"]`` names both (``"affine then affine"``). The returned
+        record's tensors are its own (``record`` is left as it was).
         """
         _check_record(record)
         named = self.names is not None and len(record.names) == len(self.names)
@@ -132,7 +133,9 @@ class RecordRecalibration:
             record = _apply_stage(record, stage)
         return SimulationRecord(
             names=list(record.names),
-            truth=record.truth,
+            # a copy: the returned record held the given record's truth tensor, so an
+            # in-place edit of one record's truth changed the other's (its ranks, coverage)
+            truth=record.truth.clone(),
             draws=record.draws,
             levels=record.levels,
             field_coverage=None,

@@ -140,11 +140,19 @@ def total_mass(weights: Tensor | float = 1.0, event_ndim: int = 1) -> Summary:
 
     ``[*S, *event] -> [*S]``. ``weights`` (a number or an array broadcasting to the event)
     must be finite numbers: a NaN weight made every summary NaN, refused only by the
-    calibration's check of the draws, a string failed at the first field, in torch.
+    calibration's check of the draws, a string failed at the first field, in torch. The
+    summary keeps a copy of ``weights``: a later in-place edit of the caller's tensor or array
+    does not change it.
     """
 
     event_ndim = check_int("event_ndim", event_ndim, minimum=1)
     check_finite("weights", weights)
+    # a copy: the summary kept the caller's tensor / array, so an in-place edit of it after
+    # the build (weights *= 2, a NaN written) changed every later summary, past the check above
+    if isinstance(weights, Tensor):
+        weights = weights.clone()
+    elif not isinstance(weights, (int, float)):
+        weights = np.array(weights)
 
     def f(u: Tensor) -> Tensor:
         w = torch.as_tensor(weights, dtype=u.dtype, device=u.device)
@@ -170,10 +178,12 @@ def front_position(x: AxisLike, level: float = 0.5) -> Summary:
 
     :math:`x_f = \max\{x_j : u(x_j) \ge c\}` refined by linear interpolation to the next point
     (``x[0]`` when no point exceeds ``c``). ``u [*S, n] -> [*S]``; ``x [n]`` increasing (a
-    tensor, or an array or list of numbers, taken as float64).
+    tensor, or an array or list of numbers, taken as float64). The summary keeps a copy of
+    ``x``: a later in-place edit of the caller's grid does not change it.
     """
-    if not isinstance(x, Tensor):
-        x = torch.as_tensor(x, dtype=torch.float64)
+    # a copy: the summary kept the caller's tensor (or shared a float64 array's memory), so an
+    # in-place edit of the grid after the build moved every later front, past the checks below
+    x = x.clone() if isinstance(x, Tensor) else torch.tensor(x, dtype=torch.float64)
     if x.ndim != 1 or x.shape[0] < 2:
         raise ValueError(
             f"x: expected a 1-D grid of n >= 2 points, received shape {tuple(x.shape)}"

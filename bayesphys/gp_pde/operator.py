@@ -247,11 +247,13 @@ def grid_factors(
 
 
 def with_eigen(factors: list[Factor], op: LinearPDEOperator) -> list[Factor]:
-    r"""Detached copies of ``factors`` with the whitened eigenbasis of
+    r"""New, detached :class:`Factor` objects for ``factors`` with the whitened eigenbasis of
     :math:`B_j = L_j^{-1}C_j^{(o)}L_j^{-\top}`.
 
-    ``factors``: one :class:`Factor` per dimension of ``op`` (from :func:`build_factors`);
-    each copy gains ``lam [n_j]`` and ``Q``, ``R``, ``Rinv`` ``[n_j, n_j]``, which
+    ``factors``: one :class:`Factor` per dimension of ``op`` (from :func:`build_factors`).
+    The new factors' ``x``, ``C``, ``L``, ``Cop`` and ``D`` are the given tensors detached, not
+    copies (same memory: an in-place edit of one reaches the other); each gains
+    ``lam [n_j]`` and ``Q``, ``R``, ``Rinv`` ``[n_j, n_j]``, which
     :class:`~bayesphys.gp_pde.KronSolve` needs.
 
     Even order: :math:`B_j` is symmetric, :math:`B_j = Q_j\Lambda_jQ_j^\top` (real).

@@ -432,6 +432,7 @@ class KronSolve:
 
         The solve is then :math:`(\mathrm{diag}(\mathrm{dprec}) + \gamma B^H B)^{-1}`, still exact
         by Woodbury (the capacitance assembly only needs a diagonal); used for preconditioners.
+        ``dprec`` is copied (a later edit of the caller's tensor leaves the solver as it is).
         Returns ``self``.
         """
         want = f"dprec: expected a positive tensor of shape {self.shape}, received"
@@ -439,8 +440,11 @@ class KronSolve:
             raise ValueError(f"{want} shape {tuple(dprec.shape)}")
         if not bool((dprec > 0).all()):  # NaN too
             raise ValueError(f"{want} min {float(dprec.min()):g}")
-        self.dprec = dprec
-        self.delta = 1 / dprec
+        # a copy: the caller's tensor was kept, and sample_u reads it at each draw while the
+        # solve's delta and capacitance were formed here, so an in-place edit of it after the
+        # call gave draws of another diagonal than the solve's
+        self.dprec = dprec.clone()
+        self.delta = 1 / self.dprec
         self.cap_chol = self._cap_factor()
         return self
 

@@ -217,7 +217,8 @@ def couple(
 ) -> tuple[Tensor, Tensor]:
     """Pair batched populations ``x0 [P, n, d]``, ``x1 [P, n, d]`` by ``"index"`` or ``"ot"``
     (``"ot"`` also takes ``x1 [P, m, d]``); ``generator``: ``None`` or a CPU generator (see
-    :func:`ot_pairing`)."""
+    :func:`ot_pairing`). ``"index"`` returns ``x0`` and ``x1`` themselves, not copies (an
+    in-place edit of the pair changes the caller's tensors); ``"ot"`` returns new tensors."""
     _check_cpu_generator(generator)
     for name, x in (("x0", x0), ("x1", x1)):
         if not isinstance(x, Tensor) or x.ndim != 3:

@@ -220,7 +220,8 @@ class KernelInterpolation(nn.Module):
     """Nadaraya-Watson interpolation of ``P`` channels onto a fixed grid ``[M, dim_x]``.
 
     ``grid``: a finite floating tensor ``[M >= 1, dim_x]`` (a 1-D ``[M]`` is refused: its
-    ``dim_x`` is ambiguous); ``channels``: ``P >= 1``; ``0 < ell_min <= ell_max``."""
+    ``dim_x`` is ambiguous), copied into the module's ``grid`` buffer; ``channels``: ``P >= 1``;
+    ``0 < ell_min <= ell_max``."""
 
     def __init__(self, grid: Tensor, channels: int, ell_max: float = 1.0, ell_min: float = 1e-3):
         super().__init__()
@@ -242,7 +243,9 @@ class KernelInterpolation(nn.Module):
             raise ValueError(
                 f"ell_min/ell_max: expected ell_min <= ell_max, received {ell_min}, {ell_max}"
             )
-        self.register_buffer("grid", grid)
+        # a copy: the buffer was the caller's tensor, so a load_state_dict (which copies into
+        # buffers in place) wrote into the caller's grid and into every other module built on it
+        self.register_buffer("grid", grid.detach().clone())
         ell = torch.logspace(math.log10(ell_max), math.log10(ell_min), channels)
         self.log_ell = nn.Parameter(ell.log())
 

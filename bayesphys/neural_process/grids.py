@@ -61,7 +61,7 @@ def check_points(
     strict: bool = False,
 ) -> Tensor:
     """Validate a point set ``[..., N, dim]`` inside ``[lower, upper]`` (closed; open if
-    ``strict``).
+    ``strict``); returns ``x`` itself, checked, not a copy.
 
     Raises ``TypeError`` for a non-tensor or boolean / complex coordinates, ``ValueError`` for
     a wrong last dimension, an empty set, NaN/Inf, or points outside the domain (naming how

@@ -450,7 +450,9 @@ def field_posterior(
     shape = problem.field_shapes[field]
     sl = problem.slices[field]
     fields, _ = problem.unpack(x)
-    mean = fields[field].detach()
+    # a copy: the mean was a view of the caller's x, so an in-place edit of post.mean changed
+    # x (and an edit of x, e.g. the next solver step written into it, moved the posterior)
+    mean = fields[field].detach().clone()
     r, jv, jtw = jvp_vjp(problem.residual, x)
     _check_constrained(problem, x, r, jtw)
     if problem.n <= dense_max:

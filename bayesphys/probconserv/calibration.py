@@ -550,9 +550,12 @@ def fit_hybrid(
         zp[i] = (truth[i] - prior.mean).to(_F64) / prior.variance.to(_F64).clamp_min(1e-300).sqrt()
         zq[i] = (truth[i] - post.mean).to(_F64) / post.variance.to(_F64).clamp_min(1e-300).sqrt()
     root, a = pieces(torch.arange(v))
+    # copies (copy=True): a float64 t, x or mean was the caller's own tensor, so an in-place edit
+    # of it after the fit changed the grid that matches() compares against and the analog
+    # means the neighbours are found among
     return HybridCalibration(
-        t=t.to(_F64),
-        x=x.to(_F64),
+        t=t.to(_F64, copy=True),
+        x=x.to(_F64, copy=True),
         err_root=root,
         beta=beta,
         trace_ratio=a,
@@ -560,7 +563,7 @@ def fit_hybrid(
         post_scale=coverage_scale(zq),
         cv_mse=cv,
         neighbours=int(k),
-        val_mean=mean.to(_F64) if k else None,
+        val_mean=mean.to(_F64, copy=True) if k else None,
         val_z={"prior": zp, "post": zq} if k and local_scale else None,
         selection=selection,
         cv_se=cv_se,

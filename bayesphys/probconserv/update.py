@@ -401,7 +401,9 @@ def conservation_update(
         float64, with mean ``[*batch, *event]`` and covariance :math:`\tilde\Sigma`
         ``[*batch, N, N]`` (structured, never densified) and a pathwise sampler. Its mean,
         variance and ``rsample`` are differentiable in the prior's mean and covariance, ``G``,
-        ``b`` and ``sigma_g``.
+        ``b`` and ``sigma_g``. It holds the prior's covariance operator (and its factor), not
+        copies, so an in-place edit of the prior's covariance tensors changes it; ``G`` is
+        copied.
 
         Applied again to its own result, the update conditions on a second, independent
         observation of the same constraint, so it is not idempotent. After the limit
@@ -524,7 +526,11 @@ def conservation_update(
     extra = 0 if limit else m
     # a sigma_g whose square overflows (> ~1.3e154) has a zero gain column, so capping it
     # changes no draw; uncapped, sigma_g * xi overflowed near 1e308 and 0 * inf made NaN draws
-    root = _UpdatedRoot(base_root, base_dim, n, G, gain, sig.clamp_max(1e300) if extra else None)
+    # G copied (its graph kept): the sampler held the caller's tensor, so an in-place edit of G
+    # after the update (a buffer reused for the next slice) changed the draws, not the mean
+    root = _UpdatedRoot(
+        base_root, base_dim, n, G.clone(), gain, sig.clamp_max(1e300) if extra else None
+    )
 
     return GaussianPosterior(
         new_mean.reshape(*prior.batch_shape, *prior.event_shape),
@@ -543,7 +549,9 @@ def hard_projection(prior: GaussianPosterior, G: Tensor, b: Tensor | float) -> G
     ``G``: ``[m, N]`` or ``[*batch, m, N]`` constraint rows (one row ``[N]`` accepted), ``b``
     ``[*batch, m]`` or any shape broadcasting to it (as :func:`conservation_update`); the
     prior has event ``(N,)``. The mean conserves mass; the variance (and so the draws) are
-    not updated. Several rows
+    not updated: the result holds the prior's own ``covariance`` operator (and custom root),
+    not a copy, so an in-place edit of one posterior's covariance tensors changes the other's.
+    Several rows
     are projected through a QR factorisation :math:`G^\top = QR`
     (:math:`G^\top(GG^\top)^{-1} r = Q R^{-\top} r`): the constraint is then met to round-off
     however close to parallel the rows are (solving with :math:`GG^\top`, whose condition

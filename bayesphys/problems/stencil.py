@@ -92,13 +92,16 @@ def shift(u: Tensor, axis: int, k: int, bc: str = "periodic") -> Tensor:
     r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary ``bc``.
 
     ``u [..., n, ...]`` (any axis, other axes batch) -> ``v`` of ``u``'s shape; ``axis`` an
-    int in ``[-u.ndim, u.ndim)``. An empty axis (``n = 0``) gives ``u`` back."""
+    int in ``[-u.ndim, u.ndim)``. Always a new tensor (``k = 0`` and an empty axis give a
+    copy of ``u``)."""
     if bc not in _BCS:
         raise ValueError(f"bc: expected one of {_BCS}, received {bc!r}{did_you_mean(bc, _BCS)}")
     axis = _check_axis(u, axis)
     k = check_int("k", k)
     if k == 0 or u.shape[axis] == 0:
-        return u
+        # a copy, as torch.roll's: u itself was returned, and an in-place edit of the result
+        # (a stencil weighted in place) changed the caller's field
+        return u.clone()
     if bc == "periodic":
         return torch.roll(u, shifts=-k, dims=axis)
     n = u.shape[axis]

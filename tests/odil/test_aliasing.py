@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
-from bayesphys.odil import GliomaModel
+from bayesphys.odil import DiscreteProblem, GliomaModel, field_posterior, laplacian, minimize, shift
 
 
 def _stand_in(patient) -> GliomaModel:
@@ -71,3 +74,43 @@ def test_a_recropped_model_has_a_posterior_of_its_own(patient):
     assert torch.equal(m.recalibration[1], torch.full_like(s, 2.0)) and torch.equal(
         m.recalibration[0], b
     )
+
+
+def _smoothing_problem(n: int = 12) -> tuple[DiscreteProblem, torch.Tensor]:
+    """A 1-D smoothing problem (Laplacian prior, data on every cell) and its minimiser."""
+    xg = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    obs = torch.sin(2 * math.pi * xg)
+
+    def residuals(f, p):
+        u = f["u"]
+        return {"pde": 1e-2 * laplacian(u, [1.0 / n]), "data": 3.0 * (u - obs)}
+
+    problem = DiscreteProblem({"u": (n,)}, {}, residuals)
+    x, _ = minimize(problem, steps=5)
+    return problem, x
+
+
+@pytest.mark.parametrize("dense_max", [4096, 0], ids=["dense", "pathwise"])
+def test_a_field_posterior_mean_is_not_a_view_of_x(dense_max):
+    """field_posterior's mean was a view of the caller's x: an edit of post.mean changed x,
+    and an edit of x (the next solver step written into it) moved the posterior."""
+    problem, x = _smoothing_problem()
+    x0 = x.clone()
+    post = field_posterior(problem, x, "u", dense_max=dense_max, num_samples=4)
+    mean = post.mean.clone()
+    post.mean.add_(1.0)
+    assert torch.equal(x, x0)
+    post = field_posterior(problem, x, "u", dense_max=dense_max, num_samples=4)
+    x.mul_(2.0)
+    assert torch.equal(post.mean, mean)
+
+
+def test_a_shift_by_zero_is_a_new_tensor():
+    """shift(u, axis, 0) returned u itself (every other shift, as torch.roll, a new tensor):
+    an in-place edit of the result changed the caller's field."""
+    u = torch.arange(6.0).reshape(2, 3)
+    for bc in ("periodic", "neumann", "zero"):
+        v = shift(u, 1, 0, bc)
+        assert torch.equal(v, u)
+        v.add_(1.0)
+        assert torch.equal(u, torch.arange(6.0).reshape(2, 3)), bc

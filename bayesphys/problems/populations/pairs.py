@@ -137,7 +137,8 @@ class PopulationPairs:
         )
 
     def subset(self, split: str) -> PopulationPairs:
-        """The pairs of one split (ids and treatments kept; ``extra`` entries indexed).
+        """The pairs of one split (ids and treatments kept; ``extra`` entries indexed). Its
+        populations are this object's tensors, not copies (an in-place edit reaches both).
 
         The split's indices may be a list, a tuple, a tensor or an array of ints in
         ``[0, len(self))``; others are a ``TypeError``/``ValueError`` naming ``splits[split]``."""
