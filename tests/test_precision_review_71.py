@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from bayesphys import GaussianPosterior
+from bayesphys.diagnostics import Recalibrator, field_calibration_curve, simulate_and_infer
 from bayesphys.metrics import crps_gaussian, wasserstein
 
 F64 = torch.float64
@@ -37,3 +39,56 @@ def test_wasserstein_list_weights_are_not_rounded():
     as_list = wasserstein(x, y, weights_x=[float(v) for v in w])
     as_array = wasserstein(x, y, weights_x=w)
     assert torch.equal(as_list, as_array)
+
+
+def _near_ties(s: int = 4, n: int = 3):
+    """Float64 draws at float32's rounding of 0.1, and the truth 0.1 just below them: rounded
+    to float32, the truth ties every draw, and its randomised PIT changes."""
+    rounded = float(np.float32(0.1))
+    draws = torch.full((s, n), rounded, dtype=F64)
+    return draws, [0.1] * n
+
+
+def test_field_calibration_curve_list_truth_is_not_rounded():
+    draws, truth = _near_ties()
+    from_list = field_calibration_curve([draws], [truth], seed=3)[1]
+    from_tensor = field_calibration_curve([draws], [torch.tensor(truth, dtype=F64)], seed=3)[1]
+    assert torch.equal(from_list, from_tensor)
+
+
+def test_recalibrator_list_pits_are_not_rounded():
+    pits = [0.1, 0.3, 0.7]
+    rec = Recalibrator("quantile", pits=pits)
+    assert torch.equal(rec.pits, torch.tensor(pits, dtype=F64))
+
+
+def test_recalibrator_fit_list_truths_are_not_rounded():
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(7, generator=g, dtype=F64)
+    post = GaussianPosterior(mean, torch.diag(torch.rand(7, generator=g, dtype=F64) + 0.5))
+    truth = (mean + torch.randn(7, generator=g, dtype=F64) / 3).tolist()
+    from_list = Recalibrator.fit([post], [truth], method="zscore")
+    from_tensor = Recalibrator.fit([post], [torch.tensor(truth, dtype=F64)], method="zscore")
+    assert from_list.scale == from_tensor.scale
+
+
+def test_simulate_and_infer_list_theta_is_not_rounded():
+    theta = [0.1, 1 / 3, 2.7]
+
+    def infer(i):
+        return torch.linspace(-1, 1, 9, dtype=F64) + theta[i]
+
+    def run(make):
+        return simulate_and_infer(
+            lambda n, seed: (make(theta[:n]), list(range(n))),
+            infer,
+            n_sims=3,
+            n_draws=9,
+            field_levels=None,
+            progress=False,
+        )
+
+    from_list = run(list)
+    from_tensor = run(lambda t: torch.tensor(t, dtype=F64))
+    assert torch.equal(from_list.truth, from_tensor.truth)
+    assert torch.equal(from_list.truth.flatten(), torch.tensor(theta, dtype=F64))

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_increasing, check_int, check_real, check_seed, offset_seed
-from .._device import AxisLike, array_as_tensor, check_finite
+from .._device import AxisLike, array_as_tensor, check_finite, values_as_tensor
 from .._posterior_args import _check_levels
 from .._posterior_base import central_intervals, is_posterior, missing_members
 from .._progress import progress_bar
@@ -292,7 +292,9 @@ def simulated(simulate: Callable[..., tuple[Any, Any]], n: int, seed: int) -> tu
                 f"simulate: expected theta [n, *event], or n arrays of one shape, received a "
                 f"{type(theta).__name__} of arrays that do not stack ({err})"
             ) from None
-    theta = array_as_tensor(theta)
+    # a list of Python floats through numpy (float64): torch.as_tensor rounded it to float32,
+    # and float64 draws were ranked against the rounded truths
+    theta = theta if isinstance(theta, Tensor) else values_as_tensor(theta)
     if theta.ndim == 0 or theta.shape[0] != n:
         raise ValueError(
             f"simulate: expected theta with leading dim {n}, received {tuple(theta.shape)}"
