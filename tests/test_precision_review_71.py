@@ -92,3 +92,17 @@ def test_simulate_and_infer_list_theta_is_not_rounded():
     from_tensor = run(lambda t: torch.tensor(t, dtype=F64))
     assert torch.equal(from_list.truth, from_tensor.truth)
     assert torch.equal(from_list.truth.flatten(), torch.tensor(theta, dtype=F64))
+
+
+@pytest.mark.parametrize(
+    ("dw", "rho"), [(0.1, 0.3), ([0.1, 0.2], [0.3, 0.3]), (np.array([0.1, 0.2]), 0.3)]
+)
+def test_fk_max_steps_of_python_numbers_is_float64(dw, rho):
+    from bayesphys.problems.fisher_kolmogorov import max_step, max_steps
+
+    faces = [torch.ones(8, dtype=F64)]
+    got = max_steps(faces, dw, rho, 0.7, "euler")
+    ref = max_steps(faces, torch.tensor(dw, dtype=F64), torch.tensor(rho, dtype=F64), 0.7, "euler")
+    assert torch.equal(got, ref)
+    # max_step (one pair, read as float64 already) gives the same bound
+    assert max_step(faces, 0.1, 0.3, 0.7, "euler") == float(got.reshape(-1)[0])
