@@ -72,15 +72,20 @@ def test_recalibrator_fit_list_truths_are_not_rounded():
     assert from_list.scale == from_tensor.scale
 
 
-def test_simulate_and_infer_list_theta_is_not_rounded():
+@pytest.mark.parametrize(
+    "make",
+    [list, lambda t: [np.array(t[0]), *t[1:]]],  # floats; an array among floats
+    ids=["floats", "array-and-floats"],
+)
+def test_simulate_and_infer_list_theta_is_not_rounded(make):
     theta = [0.1, 1 / 3, 2.7]
 
     def infer(i):
         return torch.linspace(-1, 1, 9, dtype=F64) + theta[i]
 
-    def run(make):
+    def run(as_theta):
         return simulate_and_infer(
-            lambda n, seed: (make(theta[:n]), list(range(n))),
+            lambda n, seed: (as_theta(theta[:n]), list(range(n))),
             infer,
             n_sims=3,
             n_draws=9,
@@ -88,7 +93,7 @@ def test_simulate_and_infer_list_theta_is_not_rounded():
             progress=False,
         )
 
-    from_list = run(list)
+    from_list = run(make)
     from_tensor = run(lambda t: torch.tensor(t, dtype=F64))
     assert torch.equal(from_list.truth, from_tensor.truth)
     assert torch.equal(from_list.truth.flatten(), torch.tensor(theta, dtype=F64))

@@ -284,9 +284,12 @@ def simulated(simulate: Callable[..., tuple[Any, Any]], n: int, seed: int) -> tu
     theta, data = out
     if isinstance(theta, (list, tuple)) and any(isinstance(t, (Tensor, np.ndarray)) for t in theta):
         # one array per problem: stacked (torch.as_tensor failed on a list of tensors with
-        # "only one element tensors can be converted to Python scalars")
+        # "only one element tensors can be converted to Python scalars"); numbers and lists
+        # among them through numpy (float64), not rounded to float32 by torch.as_tensor
         try:
-            theta = torch.stack([array_as_tensor(t) for t in theta])
+            theta = torch.stack(
+                [t if isinstance(t, Tensor) else values_as_tensor(t) for t in theta]
+            )
         except (RuntimeError, TypeError, ValueError) as err:
             raise ValueError(
                 f"simulate: expected theta [n, *event], or n arrays of one shape, received a "
