@@ -100,18 +100,20 @@ def _on_like(x, ref: Tensor, name: str = "") -> Tensor:
     """``x`` (the argument ``name``) as a tensor on ``ref``'s device (a ``meta`` one refused
     unless ``ref`` is there too: it has no values to move); a non-tensor (a Python number, a
     list) also in ``ref``'s floating dtype (``torch.as_tensor(0.1)`` is float32: a float64
-    metric would be computed with a rounded value)."""
+    metric would be computed with a rounded value), or, beside a ``ref`` of integers, in its
+    own dtype through numpy (Python floats as float64: ``torch.as_tensor`` rounded a list of
+    them to float32)."""
     _not_meta(name, x, ref)
     if isinstance(x, Tensor):
         return x.to(ref.device)
+    if not ref.is_floating_point():
+        return values_as_tensor(x).to(ref.device)
     if isinstance(x, np.ndarray):
         # a flipped array (negative strides) failed inside torch; a read-only one (a memmap
         # opened with mode "r") warned that writing to the tensor "will result in undefined
         # behavior"
         x = torch_readable(x)
-    return torch.as_tensor(
-        x, dtype=ref.dtype if ref.is_floating_point() else None, device=ref.device
-    )
+    return torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
 
 
 def _real(*named: tuple[str, Tensor]) -> None:
@@ -267,11 +269,14 @@ def crps_gaussian(
 
     ``mean``, ``std`` and ``y`` real numbers (tensors, numpy arrays, lists or Python numbers;
     booleans are a ``TypeError``) broadcasting to one shape; the score is averaged over all
-    points, or over ``dim``."""
+    points, or over ``dim``. Numbers and lists beside a tensor are taken in its dtype; with
+    no tensor among the three, Python floats are float64 (numpy's reading), not float32."""
     _no_bool(("mean", mean), ("std", std), ("y", y))
     if not isinstance(mean, Tensor):  # a Python number in the tensors' dtype, not float32
         ref = next((t for t in (y, std) if isinstance(t, Tensor)), None)
-        mean = torch.as_tensor(mean) if ref is None else _on_like(mean, ref, "mean")
+        # with no tensor at all, through numpy: Python floats as float64 (torch.as_tensor
+        # scored a float64 user's numbers and lists in float32)
+        mean = values_as_tensor(mean) if ref is None else _on_like(mean, ref, "mean")
     std, y = _on_like(std, mean, "std"), _on_like(y, mean, "y")
     _real(("mean", mean), ("std", std), ("y", y))
     try:
@@ -545,7 +550,9 @@ def _ot_weights(w, n: int, name: str):
     if w is None:
         return np.full(n, 1 / n)
     try:
-        w = torch.as_tensor(w)
+        # through numpy, not torch.as_tensor: that rounded a list of Python floats to float32
+        # before the float64 cast below (W of float64 clouds off by 1e-10 relative)
+        w = w if isinstance(w, Tensor) else values_as_tensor(w)
     except (TypeError, ValueError, RuntimeError) as err:  # torch's "new(): invalid data type"
         raise TypeError(
             f"{name}: expected {n} numbers (one weight per point), received "

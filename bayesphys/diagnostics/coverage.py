@@ -45,7 +45,7 @@ from scipy import stats
 from torch import Tensor
 
 from .._checks import check_int, check_seed, did_you_mean, offset_seed
-from .._device import check_finite
+from .._device import check_finite, values_as_tensor
 from .._posterior_args import _check_level, _check_levels
 from .._posterior_base import is_posterior, missing_members
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
@@ -292,7 +292,8 @@ def field_calibration_curve(
     for i, (p, t) in enumerate(zip(posteriors, truths)):
         if isinstance(p, SamplePosterior):
             p = p._flat()
-        t = torch.as_tensor(t)
+        # through numpy, not torch.as_tensor: a list of Python floats was rounded to float32
+        t = t if isinstance(t, Tensor) else values_as_tensor(t)
         if not isinstance(p, Tensor):
             # named here: metrics.calibration_curve named its own 'y' and
             # 'posterior_or_samples', and refused the numpy truth the draws branch takes

@@ -62,7 +62,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_seed, did_you_mean, offset_seed
-from .._device import array_as_tensor, check_finite
+from .._device import check_finite, values_as_tensor
 from .._posterior_args import _check_level, _check_levels
 from .._posterior_base import is_posterior, missing_members
 from .._progress import progress_bar
@@ -140,7 +140,9 @@ def _check_pairs(posteriors: Sequence[Posterior], truths: Sequence[Tensor]) -> l
                 f"posteriors[{i}]: expected a Posterior, received {type(p).__name__}{hint}"
             )
     # (a flipped or read-only array is copied: torch refused the one and warned of the other)
-    truths = [array_as_tensor(t) for t in truths]
+    # (a list of Python floats through numpy: torch.as_tensor rounded it to float32, so a
+    # float64 posterior's truth was off by float32's rounding)
+    truths = [t if isinstance(t, Tensor) else values_as_tensor(t) for t in truths]
     for i, (p, t) in enumerate(zip(posteriors, truths)):
         expected = (*p.batch_shape, *p.event_shape)
         if tuple(t.shape) != expected:
@@ -218,7 +220,9 @@ class Recalibrator:
                 "takes a scale (leave pits=None, or pass method='quantile')"
             )
         if method == "quantile" and pits is not None:  # fit() sets them after construction
-            pits = torch.as_tensor(pits)
+            # through numpy, not torch.as_tensor: a list of Python floats was rounded to
+            # float32 before the float64 cast below
+            pits = pits if isinstance(pits, Tensor) else values_as_tensor(pits)
             if pits.ndim != 1:  # a [P] set; one of any shape was flattened without a word
                 raise ValueError(
                     f"pits: expected a 1-d set of held-out PITs [P], received shape "

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_increasing, check_int, check_real, check_seed, offset_seed
-from .._device import AxisLike, array_as_tensor, check_finite
+from .._device import AxisLike, array_as_tensor, check_finite, values_as_tensor
 from .._posterior_args import _check_levels
 from .._posterior_base import central_intervals, is_posterior, missing_members
 from .._progress import progress_bar
@@ -284,15 +284,20 @@ def simulated(simulate: Callable[..., tuple[Any, Any]], n: int, seed: int) -> tu
     theta, data = out
     if isinstance(theta, (list, tuple)) and any(isinstance(t, (Tensor, np.ndarray)) for t in theta):
         # one array per problem: stacked (torch.as_tensor failed on a list of tensors with
-        # "only one element tensors can be converted to Python scalars")
+        # "only one element tensors can be converted to Python scalars"); numbers and lists
+        # among them through numpy (float64), not rounded to float32 by torch.as_tensor
         try:
-            theta = torch.stack([array_as_tensor(t) for t in theta])
+            theta = torch.stack(
+                [t if isinstance(t, Tensor) else values_as_tensor(t) for t in theta]
+            )
         except (RuntimeError, TypeError, ValueError) as err:
             raise ValueError(
                 f"simulate: expected theta [n, *event], or n arrays of one shape, received a "
                 f"{type(theta).__name__} of arrays that do not stack ({err})"
             ) from None
-    theta = array_as_tensor(theta)
+    # a list of Python floats through numpy (float64): torch.as_tensor rounded it to float32,
+    # and float64 draws were ranked against the rounded truths
+    theta = theta if isinstance(theta, Tensor) else values_as_tensor(theta)
     if theta.ndim == 0 or theta.shape[0] != n:
         raise ValueError(
             f"simulate: expected theta with leading dim {n}, received {tuple(theta.shape)}"

@@ -301,9 +301,13 @@ def _spd_lu(a):
         ) from err
 
 
-def _check_sparse(jac: Any) -> None:
-    """``TypeError`` naming ``jac`` unless it is a SciPy sparse matrix / array (a dense array
-    failed with "'numpy.ndarray' object has no attribute 'tocsr'")."""
+def _check_sparse(jac: Any) -> Any:
+    """``jac`` (a float32 one in float64), or a ``TypeError`` naming ``jac`` unless it is a
+    SciPy sparse matrix / array (a dense array failed with "'numpy.ndarray' object has no
+    attribute 'tocsr'"). A float32 ``jac`` was used as it was: its normal
+    matrix and Schur complement were formed and factorised in float32, a covariance labelled
+    float64 carried float32's error (1e-7 relative), and the normal solve failed in SciPy
+    ("Cannot cast array data from dtype('float64') to dtype('float32')")."""
     import scipy.sparse as sp
 
     if not sp.issparse(jac) or jac.ndim != 2:
@@ -311,6 +315,9 @@ def _check_sparse(jac: Any) -> None:
             f"jac: expected a 2-D SciPy sparse matrix (e.g. scipy.sparse.csr_matrix(J)), "
             f"received {type(jac).__name__}"
         )
+    if jac.dtype == np.float32:
+        return jac.astype(np.float64)
+    return jac
 
 
 def sparse_schur_covariance(
@@ -319,12 +326,13 @@ def sparse_schur_covariance(
     r"""Laplace marginal covariance ``[p, p]`` of the unknowns ``t_idx`` (``[p]``) from a sparse
     Jacobian: :math:`(H_{\theta\theta} - H_{u\theta}^\top H_{uu}^{-1} H_{u\theta})^{-1}` with
     :math:`H = J^\top J`, the field block factorised (sparse LU, never densified) and solved for
-    the :math:`p` columns of :math:`H_{u\theta}`. Float64, on the CPU. ``t_idx`` distinct
+    the :math:`p` columns of :math:`H_{u\theta}`. Computed and returned in float64, on the CPU
+    (a float32 ``jac`` is cast to float64 first). ``t_idx`` distinct
     integer indices in ``[0, n)`` (``ValueError`` / ``TypeError`` otherwise: a fractional index
     was truncated, a negative one counted from the end, a repeated one gave a singular
     complement); ``jac`` a SciPy sparse matrix. A singular complement (unknowns the residuals
     do not determine) is a ``ValueError`` naming ``t_idx``."""
-    _check_sparse(jac)
+    jac = _check_sparse(jac)
     n = jac.shape[1]
     if (
         not isinstance(t_idx, Tensor)
@@ -367,8 +375,9 @@ def sparse_normal_solve(
     r"""Solve :math:`(J^\top J + \lambda I)\,\delta = -J^\top r` by sparse LU (SuperLU).
 
     ``jac`` a SciPy sparse ``[m, n]``, ``r [m]``, both finite (a NaN or infinite entry is
-    refused, ``ValueError`` naming it). Returns ``(delta, g = J^T r, J delta)`` as
-    tensors on ``r``'s device and dtype. Unknowns no residual touches (an empty column) are
+    refused, ``ValueError`` naming it). Solved in float64 (a float32 ``jac`` is
+    cast first); returns ``(delta, g = J^T r, J delta)`` as tensors on ``r``'s device and
+    dtype. Unknowns no residual touches (an empty column) are
     left out and get a zero step, as CG started from zero leaves them. An exactly singular
     factorisation raises ``ValueError``; a numerically singular system (unknowns the residuals
     do not determine, e.g. two equal columns, with ``lam = 0``) is not detected and gives an
@@ -377,7 +386,7 @@ def sparse_normal_solve(
     import scipy.sparse as sp
 
     lam = check_real("lam", lam, minimum=0.0)
-    _check_sparse(jac)
+    jac = _check_sparse(jac)
     if not isinstance(r, Tensor) or r.shape != (jac.shape[0],):
         got = tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__
         raise ValueError(

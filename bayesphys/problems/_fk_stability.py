@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, did_you_mean
+from .._device import ArrayLike, values_as_tensor
 from .._stack import user_stacklevel
 from .._warning_types import BayesphysRuntimeWarning
 from .stencil import _check_step, _square, _underflows, shift
@@ -172,9 +173,14 @@ def max_step(
 
 
 def max_steps(
-    faces: Sequence[Tensor], dw: Tensor, rho: Tensor, spacing: float, scheme: str
+    faces: Sequence[Tensor],
+    dw: Tensor | ArrayLike,
+    rho: Tensor | ArrayLike,
+    spacing: float,
+    scheme: str,
 ) -> Tensor:
-    r""":func:`max_step`'s bound for each pair of ``dw [n]`` and ``rho [n]`` (broadcast;
+    r""":func:`max_step`'s bound for each pair of ``dw [n]`` and ``rho [n]`` (tensors, or
+    numbers / lists / arrays read as float64; broadcast;
     float64 on the CPU, ``inf`` where there is no bound, NaN for a NaN ``dw`` or ``rho``), from
     one pass over the faces: the diffusion rate is linear in :math:`D_w` (e.g. every posterior
     draw of a fit at once). A ``spacing`` whose square overflows float64 (e.g. 1e200) gives
@@ -190,8 +196,13 @@ def max_steps(
         term = fp + shift(fp, k, -1, "zero")
         diag = term if diag is None else diag + term
     face_sum = float(diag.max()) if diag is not None and diag.numel() else 0.0
-    dw = torch.as_tensor(dw).detach().to("cpu", torch.float64).abs()
-    rho = torch.as_tensor(rho).detach().to("cpu", torch.float64).abs()
+    # numbers and lists through numpy (float64): torch.as_tensor rounded them to float32, and
+    # the bound of max_steps(faces, 0.1, 0.3, ...) was 2e-8 off max_step's for the same values
+    dw, rho = (
+        (v if isinstance(v, Tensor) else values_as_tensor(v)).detach().to("cpu", torch.float64)
+        for v in (dw, rho)
+    )
+    dw, rho = dw.abs(), rho.abs()
     h2 = _square(spacing)  # inf past the float maximum (spacing**2 raised OverflowError)
     if face_sum == 0:  # no diffusion on any grid (0 / an underflowed h2 gave a NaN bound)
         rate = dw * 0.0  # NaN for a NaN dw
