@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bayesphys.diagnostics import CoreFamily, default_summaries, front_position, probe, total_mass
+from bayesphys.problems import make_dataset
 
 F64 = torch.float64
 _U = (
@@ -44,3 +45,20 @@ def test_summaries_pickle_and_deep_copy(make):
     want = summary(u)
     for back in (pickle.loads(pickle.dumps(summary)), copy.deepcopy(summary)):
         assert torch.equal(back(u), want)
+
+
+def test_a_gpme_subset_pickles_at_its_own_size():
+    """GPMEData.subset of a slice viewed the whole set's tensors: pickle (a process pool, Ray,
+    Dask, torch.save) wrote all 40 functions with a subset of 2, and an edit of the subset's
+    copy reached the set (an index list always copied)."""
+    data = make_dataset("stefan", params=[0.6] * 40, seed=1)
+    tensors = ("params", "x_context", "y_context", "x_target", "y_target")
+    for idx in (slice(0, 2), [0, 1]):
+        sub = data.subset(idx)
+        own = sum(getattr(sub, k).numel() * getattr(sub, k).element_size() for k in tensors)
+        back = pickle.loads(pickle.dumps(sub))
+        assert len(pickle.dumps(sub)) < 1.5 * own
+        assert all(torch.equal(getattr(back, k), getattr(data, k)[:2]) for k in tensors)
+        before = data.y_target.clone()
+        sub.y_target.add_(1.0)
+        assert torch.equal(data.y_target, before)
