@@ -22,6 +22,12 @@ from .simulate import Summary, probe, total_mass
 __all__ = ["CoreFamily"]
 
 
+def _field_max(u: Tensor) -> Tensor:
+    """The summary ``max``: the largest value of the field, ``[*S, n] -> [*S]`` (a function, not
+    a lambda, so that the family's summaries pickle)."""
+    return u.amax(-1)
+
+
 class CoreFamily:
     """Simulator + exact/deliberately wrong inference for the core linear-Gaussian problem.
 
@@ -85,5 +91,5 @@ class CoreFamily:
             "u(0.5)": probe(round(0.5 * (n - 1))),
             "u(0.9)": probe(round(0.9 * (n - 1))),
             "mass": total_mass(w),
-            "max": lambda u: u.amax(-1),
+            "max": _field_max,
         }

@@ -114,6 +114,82 @@ class SimulationRecord:
         return self.draws.shape[1]
 
 
+# The summaries are small classes, not closures: a record's summaries go with the work to
+# other processes (a process pool, Ray, Dask), and a closure failed there with pickle's
+# "Can't pickle local object 'probe.<locals>.f'".
+def _identity(u: Tensor) -> Tensor:
+    """The field itself (the summary of a 0-d event)."""
+    return u
+
+
+class _Probe:
+    """The summary of :func:`probe`: ``u[..., *index]``."""
+
+    def __init__(self, index: tuple[int, ...]) -> None:
+        self.index = index
+
+    def __call__(self, u: Tensor) -> Tensor:
+        return u[(..., *self.index)]
+
+    def __repr__(self) -> str:
+        return f"probe({self.index!r})"
+
+
+class _TotalMass:
+    """The summary of :func:`total_mass`: the weighted sum over the last ``event_ndim`` dims."""
+
+    def __init__(self, weights: Tensor | np.ndarray | float, event_ndim: int) -> None:
+        self.weights, self.event_ndim = weights, event_ndim
+
+    def __call__(self, u: Tensor) -> Tensor:
+        w = torch.as_tensor(self.weights, dtype=u.dtype, device=u.device)
+        ev = tuple(u.shape[u.ndim - self.event_ndim :])
+        try:
+            fits = u.ndim >= self.event_ndim and torch.broadcast_shapes(w.shape, ev) == ev
+        except RuntimeError:
+            fits = False
+        if not fits or w.ndim > self.event_ndim:
+            raise ValueError(
+                f"weights: expected a shape broadcasting to the event {ev} (the last "
+                f"event_ndim={self.event_ndim} dims of the field {tuple(u.shape)}), received "
+                f"{tuple(w.shape)}"
+            )
+        dims = tuple(range(-self.event_ndim, 0))
+        return (u * w).sum(dim=dims)
+
+    def __repr__(self) -> str:
+        return f"total_mass(event_ndim={self.event_ndim})"
+
+
+class _FrontPosition:
+    """The summary of :func:`front_position`: the front of a 1-D field on the grid ``x``."""
+
+    def __init__(self, x: Tensor, level: float) -> None:
+        self.x, self.level = x, level
+
+    def __call__(self, u: Tensor) -> Tensor:
+        x, level = self.x, self.level
+        if u.ndim == 0 or u.shape[-1] != x.shape[0]:
+            raise ValueError(
+                f"u: expected fields [*S, {x.shape[0]}] on the grid x, received {tuple(u.shape)}"
+            )
+        xs = x.to(u)
+        above = u >= level
+        n = u.shape[-1]
+        ar = torch.arange(n, device=u.device)
+        last = torch.where(above, ar, torch.full_like(ar, -1)).amax(-1)
+        j = last.clamp(0, n - 2)
+        u0 = u.gather(-1, j[..., None])[..., 0]
+        u1 = u.gather(-1, (j + 1)[..., None])[..., 0]
+        t = ((u0 - level) / (u0 - u1).where((u0 - u1).abs() > 0, torch.ones_like(u0))).clamp(0, 1)
+        pos = xs[j] + t * (xs[j + 1] - xs[j])
+        pos = torch.where(last < 0, xs[0].expand_as(pos), pos)
+        return torch.where(last >= n - 1, xs[-1].expand_as(pos), pos)
+
+    def __repr__(self) -> str:
+        return f"front_position(level={self.level}, {self.x.shape[0]} grid points)"
+
+
 def probe(index: int | Sequence[int]) -> Summary:
     """Summary: the field value at a grid index (``int`` for 1-D, a tuple for n-D events).
 
@@ -128,11 +204,7 @@ def probe(index: int | Sequence[int]) -> Summary:
     idx = tuple(check_int(f"index[{k}]", i) for k, i in enumerate(raw))
     if not idx:
         raise ValueError("index: expected at least one grid index, received ()")
-
-    def f(u: Tensor) -> Tensor:
-        return u[(..., *idx)]
-
-    return f
+    return _Probe(idx)
 
 
 def total_mass(weights: Tensor | float = 1.0, event_ndim: int = 1) -> Summary:
@@ -154,23 +226,7 @@ def total_mass(weights: Tensor | float = 1.0, event_ndim: int = 1) -> Summary:
     elif not isinstance(weights, (int, float)):
         weights = np.array(weights)
 
-    def f(u: Tensor) -> Tensor:
-        w = torch.as_tensor(weights, dtype=u.dtype, device=u.device)
-        ev = tuple(u.shape[u.ndim - event_ndim :])
-        try:
-            fits = u.ndim >= event_ndim and torch.broadcast_shapes(w.shape, ev) == ev
-        except RuntimeError:
-            fits = False
-        if not fits or w.ndim > event_ndim:
-            raise ValueError(
-                f"weights: expected a shape broadcasting to the event {ev} (the last "
-                f"event_ndim={event_ndim} dims of the field {tuple(u.shape)}), received "
-                f"{tuple(w.shape)}"
-            )
-        dims = tuple(range(-event_ndim, 0))
-        return (u * w).sum(dim=dims)
-
-    return f
+    return _TotalMass(weights, event_ndim)
 
 
 def front_position(x: AxisLike, level: float = 0.5) -> Summary:
@@ -192,25 +248,7 @@ def front_position(x: AxisLike, level: float = 0.5) -> Summary:
     check_increasing("x", x, what="grid coordinates")
     level = check_real("level", level)
 
-    def f(u: Tensor) -> Tensor:
-        if u.ndim == 0 or u.shape[-1] != x.shape[0]:
-            raise ValueError(
-                f"u: expected fields [*S, {x.shape[0]}] on the grid x, received {tuple(u.shape)}"
-            )
-        xs = x.to(u)
-        above = u >= level
-        n = u.shape[-1]
-        ar = torch.arange(n, device=u.device)
-        last = torch.where(above, ar, torch.full_like(ar, -1)).amax(-1)
-        j = last.clamp(0, n - 2)
-        u0 = u.gather(-1, j[..., None])[..., 0]
-        u1 = u.gather(-1, (j + 1)[..., None])[..., 0]
-        t = ((u0 - level) / (u0 - u1).where((u0 - u1).abs() > 0, torch.ones_like(u0))).clamp(0, 1)
-        pos = xs[j] + t * (xs[j + 1] - xs[j])
-        pos = torch.where(last < 0, xs[0].expand_as(pos), pos)
-        return torch.where(last >= n - 1, xs[-1].expand_as(pos), pos)
-
-    return f
+    return _FrontPosition(x, level)
 
 
 def default_summaries(event_shape: torch.Size, max_elements: int = 16) -> dict[str, Summary]:
@@ -225,7 +263,7 @@ def default_summaries(event_shape: torch.Size, max_elements: int = 16) -> dict[s
             f"field summaries (probe, total_mass, front_position), received none"
         )
     if len(event_shape) == 0:
-        return {"theta": lambda u: u}
+        return {"theta": _identity}
     out = {}
     for flat in range(n):
         idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(event_shape)))

@@ -64,6 +64,19 @@ from .problem import DiscreteProblem
 __all__ = ["GliomaModel"]
 
 
+class _ThetaResiduals:
+    """The residuals of :meth:`GliomaModel.problem`, ``(fields, params) ->
+    model.residuals(params["theta"])``: a class, not a lambda, so that the problem pickles
+    (it failed with "Can't pickle local object") and a deep copy of it holds a copy of the
+    model (the lambda, copied as is, kept the original model)."""
+
+    def __init__(self, model: GliomaModel) -> None:
+        self.model = model
+
+    def __call__(self, fields: dict[str, Tensor], params: dict[str, Tensor]) -> dict[str, Tensor]:
+        return self.model.residuals(params["theta"])
+
+
 class GliomaModel(GliomaPosteriorMixin):
     r"""Fisher-Kolmogorov glioma model with a Laplace posterior (module docstring).
 
@@ -398,7 +411,7 @@ class GliomaModel(GliomaPosteriorMixin):
         return DiscreteProblem(
             {},
             {"theta": self._theta0()},
-            lambda f, p: self.residuals(p["theta"]),
+            _ThetaResiduals(self),
             device=self.device,
             dtype=self.dtype,
         )

@@ -60,7 +60,8 @@ class GPMEData:
     def subset(self, idx: slice | Tensor | Sequence[int]) -> GPMEData:
         """The functions ``idx`` (a slice, index tensor ``[B']`` or list; an int ``i`` is the
         one function ``[i]``): a set with ``params [B']``, ``x_context [B', Nc, 2]``, ... (the
-        rows ``idx`` of each tensor)."""
+        rows ``idx`` of each tensor, copied: the subset holds memory of its own, so it pickles
+        at its own size and an in-place edit of it leaves this set as it was)."""
         if isinstance(idx, bool | np.bool_):  # True indexed as a new axis: [1, B] params
             raise TypeError(
                 f"idx: expected a slice, an int or a sequence of indices, received {idx!r}"
@@ -71,6 +72,12 @@ class GPMEData:
             # an int dropped the function axis: params [] and x_context [Nc, 2], a set whose
             # len() failed and that no model accepted
             idx = [int(idx)]
+        if isinstance(idx, slice):
+            # a slice gave views of this set's tensors: pickle (a process pool, Ray, Dask,
+            # torch.save) wrote the whole set with each subset (20x the size of 2 functions
+            # of 40), and an edit of one reached the other; an index list copies, as the other
+            # index kinds always did
+            idx = list(range(len(self))[idx])
         return GPMEData(
             self.problem,
             self.params[idx],
