@@ -17,7 +17,7 @@ from torch import Tensor
 from .._checks import check_int, check_scalar, check_seed
 from ..posterior import GaussianPosterior
 from ..problems.linear_gaussian import linear_gaussian_problem, posterior_for
-from .simulate import Summary, probe, total_mass
+from .summaries import Summary, probe, total_mass
 
 __all__ = ["CoreFamily"]
 

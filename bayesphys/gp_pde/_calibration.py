@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from bayesphys.diagnostics import calibration_rows
-from bayesphys.diagnostics.simulate import probe, total_mass
+from bayesphys.diagnostics.summaries import probe, total_mass
 from bayesphys.posterior import GaussianPosterior
 
 from .kernels import SpectralMixture1d

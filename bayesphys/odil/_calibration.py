@@ -29,7 +29,7 @@ def simulate(n: int, *, seed: int) -> tuple[torch.Tensor, list[dict]]:
 def calibrate_rows(quick: bool, seed: int) -> list[dict]:
     """One row for ``ODIL-Laplace`` (quick: N=50, L=49; full: N=200, L=99)."""
     from ..diagnostics.calibrate import calibration_rows
-    from ..diagnostics.simulate import probe
+    from ..diagnostics.summaries import probe
     from .glioma import GliomaModel
 
     n_sims, n_draws, n_fit = (50, 49, 30) if quick else (200, 99, 100)

@@ -28,7 +28,7 @@ def simulate(n: int, *, seed: int) -> tuple[torch.Tensor, list[GPMEData]]:
 def calibrate_rows(quick: bool, seed: int) -> list[dict]:
     """Rows for ``GP`` (Step 1) and ``ProbConserv-GP`` (quick: N=100, L=49; full: 300, 99)."""
     from ..diagnostics.calibrate import calibration_rows
-    from ..diagnostics.simulate import front_position, probe
+    from ..diagnostics.summaries import front_position, probe
     from .model import ProbConserv
 
     n_sims, n_draws, steps = (100, 49, 300) if quick else (300, 99, 1200)
