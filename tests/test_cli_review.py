@@ -99,13 +99,14 @@ def test_a_closed_pipe_ends_the_command_quietly():
         "cli.cmd_list = many\nsys.exit(cli.main(['list']))"
     )
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
+    # the context manager closes stderr's pipe too (left open, a ResourceWarning under -X dev)
+    with subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
-    assert proc.stdout.readline().strip() == b"x" * 100
-    proc.stdout.close()  # the reader leaves
-    err = proc.stderr.read().decode()
-    assert proc.wait() == 141 and "Traceback" not in err, err
+    ) as proc:
+        assert proc.stdout.readline().strip() == b"x" * 100
+        proc.stdout.close()  # the reader leaves
+        err = proc.stderr.read().decode()
+        assert proc.wait() == 141 and "Traceback" not in err, err
 
 
 def test_another_broken_pipe_is_an_error(monkeypatch):

@@ -164,17 +164,18 @@ def test_a_script_ends_quietly_when_its_reader_leaves(tmp_path):
     results = tmp_path / "rows.json"
     rows = [{"method": f"m{i}", "w2": i / 7} for i in range(20000)]
     results.write_text(json.dumps({"rows": rows}), encoding="utf-8")
-    proc = subprocess.Popen(
+    # the context manager closes stderr's pipe too (left open, a ResourceWarning under -X dev)
+    with subprocess.Popen(
         [sys.executable, "benchmarks/meta_fm_fourier_ablation.py", "--table", str(results)],
         cwd=ROOT,
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )
-    assert proc.stdout.readline().strip() == b"| method | w2 |"
-    proc.stdout.close()  # the reader leaves
-    err = proc.stderr.read().decode()
-    assert proc.wait(timeout=300) == 141 and "Traceback" not in err, err
+    ) as proc:
+        assert proc.stdout.readline().strip() == b"| method | w2 |"
+        proc.stdout.close()  # the reader leaves
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=300) == 141 and "Traceback" not in err, err
 
 
 def test_scripts_read_and_write_text_as_utf8():
