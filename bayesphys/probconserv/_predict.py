@@ -7,6 +7,7 @@ dense per time slice) with its calibration, and the Step-2 update of it onto
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -19,7 +20,13 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_bool, check_dense_memory, check_optional_seed, did_you_mean
+from .._checks import (
+    check_bool,
+    check_dense_memory,
+    check_optional_seed,
+    did_you_mean,
+    stream_seed,
+)
 from .._device import as_tensor
 from .._model import warn_untrained
 from ..posterior import GaussianPosterior
@@ -27,6 +34,7 @@ from ._config import ANP_COVARIANCES
 from ._inputs import check_mass, check_sigma_g_value
 from ._model_calibration import calibrated_step1, warn_stale_calibration
 from ._trained_range import warn_outside_trained
+from .anp import check_sets
 from .mixture_update import check_mixture_memory, conserve_latent_mixture
 from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezoid_weights
 
@@ -148,9 +156,34 @@ def latent_draws(
     b, nt, nx = len(context), tt.numel(), xx.numel()
     xc, yc, xt = _net_inputs(model, context, tt, xx)
     model.net.eval()
-    g = torch.Generator(device=model.device).manual_seed(seed) if seed is not None else None
-    mu, sig = model.net.predict(xc, yc, xt, model.config.n_samples, generator=g)
+    if seed is None:  # torch's global stream, advancing it
+        mu, sig = model.net.predict(xc, yc, xt, model.config.n_samples)
+    else:
+        check_sets(xc, yc, xt, ref=model.net.dec[0].weight, owner="AttentiveNP", same_dtype=True)
+        with torch.no_grad():
+            eps = function_noise(xc, yc, model.config.n_samples, model.net.hidden, seed)
+            mu, sig = model.net._predict_noise(xc, yc, xt, eps)
     return mu.to(_F64).reshape(-1, b, nt, nx), sig.to(_F64).pow(2).reshape(-1, b, nt, nx)
+
+
+def function_noise(xc: Tensor, yc: Tensor, n_samples: int, hidden: int, seed: int) -> Tensor:
+    """The ANP's standard normal latent noise ``[S, B, H]`` for the functions of contexts
+    ``xc [B, Nc, 2]``, ``y_c [B, Nc]``: each function's ``[S, H]`` from a stream of its own,
+    seeded by ``seed`` and a hash of its context values, so that a function's draws, and the
+    posterior built from them, are those it gets alone, whichever functions share the call and
+    in whichever order (one ``[S, B, H]`` block from one stream gave a function other latent
+    draws beside other functions: moments 1 % apart)."""
+    out = []
+    for i in range(xc.shape[0]):
+        digest = hashlib.blake2b(digest_size=8)
+        for part in (xc[i], yc[i]):
+            digest.update(str(part.dtype).encode())
+            digest.update(part.detach().cpu().contiguous().numpy().tobytes())
+        key = int.from_bytes(digest.digest(), "little")
+        s = stream_seed(seed, "probconserv/latent", key & 0xFFFFFFFF, key >> 32)
+        g = torch.Generator(device=xc.device).manual_seed(s)
+        out.append(torch.randn((n_samples, hidden), dtype=xc.dtype, device=xc.device, generator=g))
+    return torch.stack(out, 1)
 
 
 def grid_mass(model: ProbConserv, context: GPMEData, tt: Tensor, xx: Tensor) -> Tensor:

@@ -280,16 +280,33 @@ class AttentiveNP(nn.Module):
         for contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (finite
         floating tensors in the network's dtype and on its device, refused otherwise).
         Computed without gradient (inputs that require grad are a ``UserWarning``); the
-        training objective :meth:`loss` is differentiable."""
+        training objective :meth:`loss` is differentiable. The latent noise ``[S, B, H]`` is
+        drawn as one block from ``generator``, so a function's draws depend on the other
+        functions of the call and their order (:meth:`ProbConserv.posterior
+        <bayesphys.probconserv.ProbConserv.posterior>` draws each function's noise from a
+        stream of its own); the decoded means and sds given the latent draws do not."""
         n_samples = check_int("n_samples", n_samples, minimum=1)
         check_sets(xc, yc, xt, ref=self.dec[0].weight, owner="AttentiveNP", same_dtype=True)
         mz, sz = self.latent(xc, yc)
         eps = torch.randn(
             (n_samples, *mz.shape), dtype=mz.dtype, device=mz.device, generator=generator
         )
-        z = mz + sz * eps
+        return self._predict_noise(xc, yc, xt, eps, (mz, sz))
+
+    def _predict_noise(
+        self,
+        xc: Tensor,
+        yc: Tensor,
+        xt: Tensor,
+        eps: Tensor,
+        latent: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`predict` with its standard normal latent noise ``eps [S, B, H]`` given
+        (inputs checked by the caller): ``z = mu_z + sigma_z eps``; ``latent``: ``(mu_z,
+        sigma_z)`` when already computed."""
+        mz, sz = self.latent(xc, yc) if latent is None else latent
         r = self.deterministic(xc, yc, xt)
-        return self._decode_draws(r, z, xt)
+        return self._decode_draws(r, mz + sz * eps, xt)
 
     def _decode_draws(self, r: Tensor, z: Tensor, xt: Tensor) -> tuple[Tensor, Tensor]:
         r""":meth:`decode` of ``S`` latent draws ``z [S, B, H]`` at one ``r [B, Nt, H]``.

@@ -292,7 +292,10 @@ class ProbConserv:
         fitted (that one, and the mass check, read :math:`b`; ``posterior(sigma_g=inf)`` is the
         Step-1 posterior with them, the prior the ProbConserv update starts from).
         Computed without gradient: detached from ``t``, ``x`` and the weights (inputs that
-        require grad are a ``UserWarning`` saying so).
+        require grad are a ``UserWarning`` saying so). ``seed``: the ANP's latent draws, each
+        function's from a stream of its own (seeded by ``seed`` and the function's context
+        values), so a function's posterior is the one it gets alone, whichever functions share
+        the call and in whichever order (``None``: one block from torch's global stream).
         """
         warn_detached("ProbConserv.step1", t=t, x=x)
         self._check_built("step1")
@@ -512,7 +515,9 @@ class ProbConserv:
         ``B = 50``, ``nt = 100``, ``nx = 201``: query fewer slices at a time; beyond the
         device's memory a ``MemoryError`` before the latent draws)
         (:func:`~bayesphys.probconserv.conserve_latent_mixture`; the hybrid calibration is
-        refused there, ``ValueError``).
+        refused there, ``ValueError``). ``seed``: the ANP's latent draws, as in :meth:`step1`
+        (each function's from a stream of its own: its posterior does not depend on the other
+        functions of ``context``).
 
         Gradients: the Step-1 posterior is computed without gradient, so the result is
         detached from ``t``, ``x`` and the weights (``t`` or ``x`` that require grad are a

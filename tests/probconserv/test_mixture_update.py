@@ -20,6 +20,7 @@ from bayesphys.probconserv import (
     conserve_slices,
     trapezoid_weights,
 )
+from bayesphys.probconserv._predict import function_noise
 from bayesphys.problems.gpme import make_dataset
 
 F64 = torch.float64
@@ -176,17 +177,14 @@ def test_model_mixture_updates_each_latent_draw(mixture_model):
     m = mixture_model
     test = make_dataset("stefan", params=[0.6] * 3, seed=1)
     post = m.posterior(test, seed=4)
-    # by hand: the same latent draws, each updated with the calibrated variance
-    gen = torch.Generator().manual_seed(4)
+    # by hand: the same latent draws (each function's noise from its own stream), each
+    # updated with the calibrated variance
     tt, xx = m._grid(None, None)
     grid = torch.stack(torch.broadcast_tensors(tt[:, None], xx[None, :]), -1).reshape(-1, 2)
-    mu, sig = m.net.predict(
-        test.x_context.to(m.dtype),
-        test.y_context.to(m.dtype),
-        grid.to(m.dtype).expand(3, -1, -1),
-        6,
-        generator=gen,
-    )
+    xc, yc = test.x_context.to(m.dtype), test.y_context.to(m.dtype)
+    with torch.no_grad():
+        eps = function_noise(xc, yc, 6, m.net.hidden, 4)
+        mu, sig = m.net._predict_noise(xc, yc, grid.to(m.dtype).expand(3, -1, -1), eps)
     mu, var = mu.double().reshape(6, 3, 1, -1), sig.double().pow(2).reshape(6, 3, 1, -1)
     c = m.var_scale
     ref = conserve_latent_mixture(mu, c * var, xx, m.mass(test), spread_scale=c)
