@@ -31,8 +31,8 @@ from scipy.spatial.distance import cdist
 from torch import Tensor
 
 from .._checks import check_broadcasts, did_you_mean, require
+from .._cloud_distances import _check_ot_memory, _extent_exponent
 from .._device import values_readable
-from ..metrics import _check_ot_memory, _extent_exponent
 from ._validate import check_cloud_pair
 
 __all__ = [

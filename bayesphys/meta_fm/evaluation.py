@@ -35,12 +35,13 @@ import torch
 from torch import Tensor
 
 from .._checks import as_real_array, check_int, check_real, check_seed, offset_seed
+from .._cloud_distances import _check_ot_memory
 from .._detached import warn_detached
 from .._device import check_finite
 from .._stack import user_stacklevel
 from .._warning_types import BayesphysUserWarning
 from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
-from ..metrics import _check_ot_memory, mmd, wasserstein
+from ..metrics import mmd, wasserstein
 from ._validate import check_cloud_pair, check_populations
 
 __all__ = [
