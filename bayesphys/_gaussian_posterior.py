@@ -19,7 +19,6 @@ from torch import Tensor
 
 from ._checks import check_bool, check_int
 from ._device import check_finite, check_finite_input, model_device, same_device
-from ._linalg import diagonal, structured_parts, structured_root
 from ._posterior_args import (
     _check_generator,
     _q_tensor,
@@ -31,6 +30,7 @@ from ._posterior_args import (
 from ._posterior_base import _PosteriorBase
 from ._precision import own_precision
 from ._repr import known_repr
+from ._structured_root import diagonal, structured_parts, structured_root
 
 __all__ = ["GaussianPosterior"]
 

@@ -13,7 +13,7 @@ from linear_operator.operators import (
 )
 
 from bayesphys import GaussianPosterior
-from bayesphys._linalg import structured_root
+from bayesphys._structured_root import structured_root
 
 from .memory_checks import linux_only, peak_rise_mb
 

@@ -9,12 +9,12 @@ from hypothesis import strategies as st
 
 from bayesphys._linalg import (
     _lstsq_qr_gelsd,
-    diagonal,
     kron_matvec,
     lstsq_any_rank,
     pcg,
     psd_cholesky,
 )
+from bayesphys._structured_root import diagonal
 
 F64 = torch.float64
 
@@ -126,7 +126,7 @@ def test_roots_apply_and_solve_draw_by_draw_as_one_matrix_product(kind):
         LowRankRootLinearOperator,
     )
 
-    from bayesphys._linalg import structured_root
+    from bayesphys._structured_root import structured_root
 
     g = torch.Generator().manual_seed(0)
     b, n = 2, 6
@@ -165,7 +165,7 @@ def test_roots_apply_and_solve_draw_by_draw_as_one_matrix_product(kind):
 
 
 def test_roots_take_empty_batches_of_draws():
-    from bayesphys._linalg import _dense_root
+    from bayesphys._structured_root import _dense_root
 
     root = _dense_root(torch.zeros(0, 4, 4, dtype=torch.float64), "c")
     assert root.apply(torch.zeros(5, 0, 4, dtype=torch.float64)).shape == (5, 0, 4)
@@ -229,7 +229,7 @@ def test_kronecker_solve_after_one_without_autograd_keeps_the_gradient():
     # a solve under no_grad: log_prob's gradient was then that of its log-determinant alone
     from linear_operator.operators import DenseLinearOperator, KroneckerProductLinearOperator
 
-    from bayesphys._linalg import structured_root
+    from bayesphys._structured_root import structured_root
 
     a, b = _spd(2, 0, 10.0), _spd(3, 1, 10.0)
     t = torch.tensor(0.3, dtype=F64, requires_grad=True)

@@ -25,8 +25,9 @@ from linear_operator.operators import (
 )
 
 from bayesphys import GaussianPosterior
-from bayesphys._linalg import diagonal, psd_eigen_root, structured_root
+from bayesphys._linalg import psd_eigen_root
 from bayesphys._quantile import draw_quantiles, quantile_of_all
+from bayesphys._structured_root import diagonal, structured_root
 from bayesphys.metrics import calibration_curve, crps_samples
 
 F64 = torch.float64

@@ -58,7 +58,7 @@ from .._checks import (
 )
 from .._device import ArrayLike, as_tensor, check_finite
 from .._gaussian_posterior import move_root
-from .._linalg import structured_root
+from .._structured_root import structured_root
 from ..posterior import GaussianPosterior
 
 __all__ = [

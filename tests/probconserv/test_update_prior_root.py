@@ -14,7 +14,7 @@ from linear_operator.operators import (
     LowRankRootLinearOperator,
 )
 
-import bayesphys._linalg as linalg
+import bayesphys._structured_root as roots
 from bayesphys import GaussianPosterior
 from bayesphys.probconserv import conservation_update, conserve_slices, trapezoid_weights
 
@@ -30,12 +30,12 @@ def _dense_prior(batch: tuple[int, ...] = (), n: int = 40, validate: bool = True
 
 
 class _Count:
-    """Counts the dense Cholesky factorisations of ``_linalg`` (every structured root of a
+    """Counts the dense Cholesky factorisations of ``_structured_root`` (every structured root of a
     dense covariance goes through it)."""
 
     def __init__(self) -> None:
         self.calls = 0
-        self._orig = linalg._psd_cholesky_jitter
+        self._orig = roots._psd_cholesky_jitter
 
     def __call__(self, a, *args, **kwargs):
         self.calls += 1
@@ -46,7 +46,7 @@ class _Count:
 def test_update_and_draws_do_not_factorise_the_prior_again(batch):
     x, prior = _dense_prior(batch)  # validated: factorised once here
     count = _Count()
-    with mock.patch.object(linalg, "_psd_cholesky_jitter", count):
+    with mock.patch.object(roots, "_psd_cholesky_jitter", count):
         post = conserve_slices(prior, x, torch.full(batch, 0.3, dtype=F64))
         draws = post.sample((50,), seed=0)
     assert count.calls == 0
@@ -57,7 +57,7 @@ def test_update_and_draws_do_not_factorise_the_prior_again(batch):
 def test_unfactorised_prior_is_factorised_once_and_keeps_it():
     x, prior = _dense_prior(validate=False)  # not factorised yet
     count = _Count()
-    with mock.patch.object(linalg, "_psd_cholesky_jitter", count):
+    with mock.patch.object(roots, "_psd_cholesky_jitter", count):
         post = conserve_slices(prior, x, torch.tensor(0.3, dtype=F64))
         post.sample((10,), seed=0)
         prior.sample((10,), seed=0)  # the prior's own draws reuse the same factor
