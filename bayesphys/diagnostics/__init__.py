@@ -39,6 +39,7 @@ Example
 """
 
 from .calibrate import calibration_rows, is_calibrated, run_sbc
+from .conformal import conformal_min_scores, conformal_rank
 from .core_problem import CoreFamily
 from .coverage import (
     central_coverage,
@@ -49,8 +50,9 @@ from .coverage import (
     score_summary,
     tarp,
 )
+from .fit_recal import fit_recalibration
 from .pit_ecdf import ecdf_band, pit_ecdf, plot_pit_ecdf
-from .recalibrate import Recalibrator, conformal_min_scores, conformal_rank, fit_recalibration
+from .recalibrate import Recalibrator
 from .recalibrated import RecalibratedPosterior
 from .record_maps import AffineMap, ShapeMap, standardised_residuals
 from .record_recal import RecordRecalibration, fit_record_recalibration, recalibrated_rows

@@ -53,7 +53,7 @@ from .._stack import user_stacklevel
 from .._warning_types import BayesphysRuntimeWarning
 from .calibrate import calibration_rows
 from .core_problem import CoreFamily
-from .recalibrate import fit_recalibration
+from .fit_recal import fit_recalibration
 from .result import CalibrationResult
 
 __all__ = ["run_calibration", "core_rows", "COMPONENTS", "load_hook", "CalibrationFailed"]

@@ -40,7 +40,7 @@ from .._detached import warn_detached
 from .._device import check_finite
 from .._stack import user_stacklevel
 from .._warning_types import BayesphysUserWarning
-from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
+from ..diagnostics.conformal import conformal_min_scores, conformal_rank
 from ..metrics import mmd, wasserstein
 from ._validate import check_cloud_pair, check_populations
 
