@@ -30,6 +30,7 @@ from .sampling import SOLVERS, integrate
 __all__ = [
     "check_solver",
     "check_draw_populations",
+    "canonical_order",
     "embed_populations",
     "same_size_groups",
     "integration_batches",
@@ -86,14 +87,35 @@ def embed_populations(
 ) -> Tensor:
     """Embeddings ``[P, h]`` of populations ``[n_i, d]`` (mapped by ``norm`` into the model's
     frame) with their point features ``feats`` ``[n_i, f]``: a population of more than ``n``
-    points through ``n`` of them, drawn by a generator of its own seeded with ``seed``."""
+    points through ``n`` of them, drawn by a generator of its own seeded with ``seed`` from
+    the points in :func:`canonical_order`, so that the subsample is the same set of points
+    whatever the order of the population's rows (a population is a set)."""
     out = []
     for i, p in enumerate(pops):
         gen = torch.Generator().manual_seed(seed)
-        rows = slice(None) if p.shape[0] <= n else subsample(p, n, gen)
+        if p.shape[0] <= n:
+            rows: slice | Tensor = slice(None)
+        else:
+            order = canonical_order(p, None if feats is None else feats[i])
+            rows = order[subsample(p, n, gen).to(order.device)]
         f = None if feats is None else feats[i][rows].to(device=device, dtype=dtype)
         out.append(embed(norm(p[rows]), f))
     return torch.stack(out)
+
+
+def canonical_order(points: Tensor, features: Tensor | None = None) -> Tensor:
+    """Row indices ``[n]`` sorting ``points [n, d]`` (with their ``features [n, f]``)
+    lexicographically, by the first coordinate, then the second, ..., then the features:
+    the same sequence of rows for any permutation of the input (rows equal in every column
+    are interchangeable). A seeded subsample drawn from this order picks the same points of a
+    population however its rows are ordered (drawn by position, a permutation of the rows
+    changed the subsample, and with it the embedding and every predicted point)."""
+    key = points if features is None else torch.cat([points, features.to(points)], -1)
+    key = key.reshape(key.shape[0], -1)
+    order = torch.arange(key.shape[0], device=key.device)
+    for col in reversed(range(key.shape[1])):  # stable sorts, least significant key first
+        order = order[torch.sort(key[order, col], stable=True).indices]
+    return order
 
 
 def same_size_groups(sizes: Sequence[int]) -> list[list[int]]:
