@@ -22,6 +22,7 @@ from .._checks import check_int, offset_seed
 from .._stack import user_stacklevel
 from .._warning_types import BayesphysUserWarning
 from ..posterior import SamplePosterior
+from ._canonical import canonical_order
 from ._train import subsample
 from ._type_frame import type_centres
 from .config import MFMConfig
@@ -101,21 +102,6 @@ def embed_populations(
         f = None if feats is None else feats[i][rows].to(device=device, dtype=dtype)
         out.append(embed(norm(p[rows]), f))
     return torch.stack(out)
-
-
-def canonical_order(points: Tensor, features: Tensor | None = None) -> Tensor:
-    """Row indices ``[n]`` sorting ``points [n, d]`` (with their ``features [n, f]``)
-    lexicographically, by the first coordinate, then the second, ..., then the features:
-    the same sequence of rows for any permutation of the input (rows equal in every column
-    are interchangeable). A seeded subsample drawn from this order picks the same points of a
-    population however its rows are ordered (drawn by position, a permutation of the rows
-    changed the subsample, and with it the embedding and every predicted point)."""
-    key = points if features is None else torch.cat([points, features.to(points)], -1)
-    key = key.reshape(key.shape[0], -1)
-    order = torch.arange(key.shape[0], device=key.device)
-    for col in reversed(range(key.shape[1])):  # stable sorts, least significant key first
-        order = order[torch.sort(key[order, col], stable=True).indices]
-    return order
 
 
 def same_size_groups(sizes: Sequence[int]) -> list[list[int]]:

@@ -1,7 +1,9 @@
 """Set semantics of a population in Meta Flow Matching: permuting a source population's rows
 leaves its embedding unchanged and permutes its prediction's rows, also for populations larger
 than the embedding's subsample (``points``), whose seeded subsample was drawn by row position
-(a permutation gave another subsample: 6e-2 on the tiny model's predictions). Tolerances:
+(a permutation gave another subsample: 6e-2 on the tiny model's predictions), and the
+population scores of ``population_metrics`` with ``max_points`` are those of the same points
+whatever the order of the rows. Tolerances:
 float32 round-off of the GCN's sums over points in another order (1e-5 relative)."""
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayesphys.meta_fm import MetaFlowMatching
-from bayesphys.meta_fm._predict import canonical_order
+from bayesphys.meta_fm import MetaFlowMatching, population_metrics
+from bayesphys.meta_fm._canonical import canonical_order
 from bayesphys.problems.populations import linear_map
 from tests.tiny_models import TINY_MFM
 
@@ -62,3 +64,19 @@ def test_canonical_order_is_the_same_rows_for_any_permutation(n, d, f, levels, s
     for a, b in zip(sorted_rows[:-1], sorted_rows[1:]):
         diff = (a != b).nonzero()
         assert diff.numel() == 0 or a[diff[0, 0]] < b[diff[0, 0]]
+
+
+@pytest.mark.parametrize("max_points", [None, 7, 40])
+def test_population_metrics_do_not_depend_on_the_order_of_the_rows(max_points):
+    """W1, W2 and MMD between two populations are functions of the two sets: permuting the
+    rows of either leaves them unchanged, also when both are scored on a seeded subsample
+    of ``max_points`` points (which was drawn by row position)."""
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(25, 2, generator=g, dtype=torch.float64)
+    true = torch.randn(30, 2, generator=g, dtype=torch.float64) + 0.5
+    want = population_metrics(pred, true, max_points=max_points, seed=3)
+    for _ in range(3):
+        pp, pt = torch.randperm(25, generator=g), torch.randperm(30, generator=g)
+        got = population_metrics(pred[pp], true[pt], max_points=max_points, seed=3)
+        for k in want:
+            assert abs(got[k] - want[k]) <= 1e-12 * max(1.0, abs(want[k])), (k, got, want)
