@@ -294,6 +294,9 @@ def ensemble_spread(
     ``max_points`` with the same rows (``seed``): the spread is the members' disagreement only,
     and identical members have spread 0 whatever ``max_points`` (members subsampled with seeds
     of their own compared different source points: a subsampling floor added to every spread).
+    The subsample is drawn from the rows in a canonical (lexicographic) order of the members'
+    joint rows, so permuting the source rows (every member's rows alike) leaves the spread
+    unchanged (drawn by position, it changed it).
     """
     max_points = _check_max_points("max_points", max_points)
     seed = check_seed("seed", seed)
@@ -305,7 +308,11 @@ def ensemble_spread(
             f"preds: expected members of one size (the images of the same source rows), "
             f"received {[p.shape[0] for p in preds]}"
         )
-    sub = [subsample_points(p.detach().cpu().double(), max_points, seed) for p in preds]
+    pts = [p.detach().cpu().double() for p in preds]
+    if max_points is not None and pts[0].shape[0] > max_points:  # rows as a set of M-tuples
+        order = canonical_order(torch.cat(pts, -1))
+        pts = [p[order] for p in pts]
+    sub = [subsample_points(p, max_points, seed) for p in pts]
     _check_w_memory(sub[0].shape[0], sub[0].shape[0], max_points)
     vals = []
     for i in range(len(sub)):

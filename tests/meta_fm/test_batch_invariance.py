@@ -2,8 +2,8 @@
 leaves its embedding unchanged and permutes its prediction's rows, also for populations larger
 than the embedding's subsample (``points``), whose seeded subsample was drawn by row position
 (a permutation gave another subsample: 6e-2 on the tiny model's predictions), and the
-population scores of ``population_metrics`` with ``max_points`` are those of the same points
-whatever the order of the rows. Tolerances:
+population scores of ``population_metrics`` and ``ensemble_spread`` with ``max_points`` are
+those of the same points whatever the order of the rows. Tolerances:
 float32 round-off of the GCN's sums over points in another order (1e-5 relative)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayesphys.meta_fm import MetaFlowMatching, population_metrics
+from bayesphys.meta_fm import MetaFlowMatching, ensemble_spread, population_metrics
 from bayesphys.meta_fm._canonical import canonical_order
 from bayesphys.problems.populations import linear_map
 from tests.tiny_models import TINY_MFM
@@ -80,3 +80,19 @@ def test_population_metrics_do_not_depend_on_the_order_of_the_rows(max_points):
         got = population_metrics(pred[pp], true[pt], max_points=max_points, seed=3)
         for k in want:
             assert abs(got[k] - want[k]) <= 1e-12 * max(1.0, abs(want[k])), (k, got, want)
+
+
+@pytest.mark.parametrize("max_points", [None, 6, 40])
+def test_ensemble_spread_does_not_depend_on_the_order_of_the_source_rows(max_points):
+    """The members' rows are images of the same source rows: permuting the source rows
+    permutes every member's rows alike, and the spread (on a seeded subsample of
+    ``max_points`` rows, drawn by position before) stays the same."""
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(20, 2, generator=g, dtype=torch.float64)
+    members = [base + 0.3 * torch.randn(20, 2, generator=g, dtype=torch.float64) for _ in range(3)]
+    want = ensemble_spread(members, max_points=max_points, seed=2)
+    assert want > 0
+    for _ in range(3):
+        perm = torch.randperm(20, generator=g)
+        got = ensemble_spread([m[perm] for m in members], max_points=max_points, seed=2)
+        assert abs(got - want) <= 1e-12 * want, (got, want)
