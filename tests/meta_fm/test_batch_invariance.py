@@ -3,7 +3,9 @@ leaves its embedding unchanged and permutes its prediction's rows, also for popu
 than the embedding's subsample (``points``), whose seeded subsample was drawn by row position
 (a permutation gave another subsample: 6e-2 on the tiny model's predictions), and the
 population scores of ``population_metrics`` and ``ensemble_spread`` with ``max_points`` are
-those of the same points whatever the order of the rows. Tolerances:
+those of the same points whatever the order of the rows, and the embedding of a population on a
+lattice (distance ties in its kNN graph, broken by row position before: 3e-2) does not depend on
+the order of its rows. Tolerances:
 float32 round-off of the GCN's sums over points in another order (1e-5 relative)."""
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayesphys.meta_fm import MetaFlowMatching, ensemble_spread, population_metrics
+from bayesphys.meta_fm import (
+    MetaFlowMatching,
+    PopulationEmbedding,
+    ensemble_spread,
+    population_metrics,
+)
 from bayesphys.meta_fm._canonical import canonical_order
 from bayesphys.problems.populations import linear_map
 from tests.tiny_models import TINY_MFM
@@ -96,3 +103,31 @@ def test_ensemble_spread_does_not_depend_on_the_order_of_the_source_rows(max_poi
         perm = torch.randperm(20, generator=g)
         got = ensemble_spread([m[perm] for m in members], max_points=max_points, seed=2)
         assert abs(got - want) <= 1e-12 * want, (got, want)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    side=st.integers(2, 5),
+    k=st.integers(1, 6),
+    features=st.integers(0, 2),
+    seed=st.integers(0, 10_000),
+)
+def test_embedding_of_a_lattice_population_does_not_depend_on_row_order(side, k, features, seed):
+    """Points on a lattice have many equal distances: the kNN graph's ties, broken by row
+    position, gave a permuted population another graph and another embedding."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    emb = PopulationEmbedding(2, hidden=8, layers=2, k=k, features=features).double()
+    ax = torch.arange(side, dtype=torch.float64)
+    x = torch.stack(torch.meshgrid(ax, ax, indexing="ij"), -1).reshape(-1, 2)
+    f = torch.randint(2, (x.shape[0], features), generator=g).double() if features else None
+    want = emb(x, f)
+    for _ in range(3):
+        perm = torch.randperm(x.shape[0], generator=g)
+        got = emb(x[perm], None if f is None else f[perm])
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)
+    # a batch of populations [P, n, d]: each as alone, whatever the rows' order
+    perm = torch.randperm(x.shape[0], generator=g)
+    fb = None if f is None else torch.stack([f, f[perm]])
+    batch = emb(torch.stack([x, x[perm]]), fb)
+    torch.testing.assert_close(batch, torch.stack([want, want]), rtol=1e-12, atol=1e-13)
