@@ -22,6 +22,7 @@ from .._checks import check_int, offset_seed
 from .._stack import user_stacklevel
 from .._warning_types import BayesphysUserWarning
 from ..posterior import SamplePosterior
+from ._canonical import canonical_order
 from ._train import subsample
 from ._type_frame import type_centres
 from .config import MFMConfig
@@ -30,6 +31,7 @@ from .sampling import SOLVERS, integrate
 __all__ = [
     "check_solver",
     "check_draw_populations",
+    "canonical_order",
     "embed_populations",
     "same_size_groups",
     "integration_batches",
@@ -86,11 +88,17 @@ def embed_populations(
 ) -> Tensor:
     """Embeddings ``[P, h]`` of populations ``[n_i, d]`` (mapped by ``norm`` into the model's
     frame) with their point features ``feats`` ``[n_i, f]``: a population of more than ``n``
-    points through ``n`` of them, drawn by a generator of its own seeded with ``seed``."""
+    points through ``n`` of them, drawn by a generator of its own seeded with ``seed`` from
+    the points in :func:`canonical_order`, so that the subsample is the same set of points
+    whatever the order of the population's rows (a population is a set)."""
     out = []
     for i, p in enumerate(pops):
         gen = torch.Generator().manual_seed(seed)
-        rows = slice(None) if p.shape[0] <= n else subsample(p, n, gen)
+        if p.shape[0] <= n:
+            rows: slice | Tensor = slice(None)
+        else:
+            order = canonical_order(p, None if feats is None else feats[i])
+            rows = order[subsample(p, n, gen).to(order.device)]
         f = None if feats is None else feats[i][rows].to(device=device, dtype=dtype)
         out.append(embed(norm(p[rows]), f))
     return torch.stack(out)

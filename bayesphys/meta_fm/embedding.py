@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from .._checks import check_dense_memory, check_int
 from .._device import check_finite, check_module_dtype
+from ._canonical import canonical_order
 
 __all__ = ["knn_adjacency", "normalized_adjacency", "DenseGCN", "PopulationEmbedding"]
 
@@ -198,6 +199,9 @@ class PopulationEmbedding(nn.Module):
         ``x [n, d]`` with ``f [n, features]`` -> ``[hidden]`` (no leading ``P``;
         ``MetaFlowMatching.embed`` stacks its populations and returns ``[1, hidden]`` for one).
         ``f`` is required when ``features > 0`` and refused when ``features == 0``.
+        A population is a set: its embedding does not depend on the order of its rows (to
+        round-off; the nodes are put in a canonical order first, so distance ties in the kNN
+        graph are broken the same way for any order).
         """
         single = x.ndim == 2
         if single:
@@ -216,6 +220,14 @@ class PopulationEmbedding(nn.Module):
         if not self.features and f is not None:
             raise ValueError("f: this embedding reads no point features (features=0)")
         check_module_dtype("x", x, self.gcn.lins[0].weight.dtype, "embedding")
+        # the nodes in a canonical order of the points (and features): the kNN graph's
+        # distance ties (points on a lattice) are then broken the same way for any order of a
+        # population's rows, so the embedding of a set does not depend on that order (broken
+        # by position, a permuted lattice population moved its embedding by 3e-2)
+        order = canonical_order(x.detach(), None if f is None else f.detach())
+        x = x.gather(-2, order[..., None].expand_as(x))
+        if f is not None:
+            f = f.gather(-2, order[..., None].expand(*order.shape, f.shape[-1]))
         with torch.no_grad():
             a_hat = _normalized(knn_adjacency(x.detach(), self.k))
         h = x if f is None else torch.cat([x, f.to(x)], -1)

@@ -42,6 +42,7 @@ from .._stack import user_stacklevel
 from .._warning_types import BayesphysUserWarning
 from ..diagnostics.conformal import conformal_min_scores, conformal_rank
 from ..metrics import mmd, wasserstein
+from ._canonical import canonical_order
 from ._validate import check_cloud_pair, check_populations
 
 __all__ = [
@@ -120,12 +121,20 @@ def population_metrics(
     """``{"w1", "w2", "mmd"}`` between a predicted ``[n, d]`` and a true ``[m, d]`` population.
 
     W1 and W2 carry the data's units; ``mmd`` (:func:`mmd_anchor`) uses bandwidths fixed in
-    those units, so it is comparable only for data of order 1 (standardise first)."""
+    those units, so it is comparable only for data of order 1 (standardise first).
+    ``max_points``: a population of more points is scored on a seeded subsample of them
+    (``seed``), drawn from its points in a canonical (lexicographic) order, so the scores are
+    those of the same points whatever the order of the rows (a population is a set; drawn by
+    position, permuting a population's rows changed its score)."""
     max_points = _check_max_points("max_points", max_points)
     seed = check_seed("seed", seed)
     pred, true = check_cloud_pair("pred", pred, "true", true)
-    p = subsample_points(pred.detach().cpu(), max_points, seed)
-    q = subsample_points(true.detach().cpu(), max_points, offset_seed(seed, 1))
+    pred, true = pred.detach().cpu(), true.detach().cpu()
+    if max_points is not None:  # the subsample of a set: from its points in a canonical order
+        pred = pred[canonical_order(pred)] if pred.shape[0] > max_points else pred
+        true = true[canonical_order(true)] if true.shape[0] > max_points else true
+    p = subsample_points(pred, max_points, seed)
+    q = subsample_points(true, max_points, offset_seed(seed, 1))
     _check_w_memory(p.shape[0], q.shape[0], max_points)
     return {
         "w1": float(wasserstein(p.double(), q.double(), p=1)),
@@ -285,6 +294,9 @@ def ensemble_spread(
     ``max_points`` with the same rows (``seed``): the spread is the members' disagreement only,
     and identical members have spread 0 whatever ``max_points`` (members subsampled with seeds
     of their own compared different source points: a subsampling floor added to every spread).
+    The subsample is drawn from the rows in a canonical (lexicographic) order of the members'
+    joint rows, so permuting the source rows (every member's rows alike) leaves the spread
+    unchanged (drawn by position, it changed it).
     """
     max_points = _check_max_points("max_points", max_points)
     seed = check_seed("seed", seed)
@@ -296,7 +308,11 @@ def ensemble_spread(
             f"preds: expected members of one size (the images of the same source rows), "
             f"received {[p.shape[0] for p in preds]}"
         )
-    sub = [subsample_points(p.detach().cpu().double(), max_points, seed) for p in preds]
+    pts = [p.detach().cpu().double() for p in preds]
+    if max_points is not None and pts[0].shape[0] > max_points:  # rows as a set of M-tuples
+        order = canonical_order(torch.cat(pts, -1))
+        pts = [p[order] for p in pts]
+    sub = [subsample_points(p, max_points, seed) for p in pts]
     _check_w_memory(sub[0].shape[0], sub[0].shape[0], max_points)
     vals = []
     for i in range(len(sub)):

@@ -390,7 +390,10 @@ class MetaFlowMatching:
         the training ``points``), so training and test graphs have the same density. The
         subsample of each population is drawn from its own generator seeded with ``seed``, so a
         population's embedding depends only on it and ``seed``, not on the other populations of
-        the call (until this release one stream ran through the call's populations).
+        the call (until this release one stream ran through the call's populations), and it is
+        drawn from the population's points in a canonical (lexicographic) order, so it is the
+        same set of points, and the embedding the same to round-off, for any order of the
+        population's rows (a permutation of them changed the subsample before).
         ``features``: per-point features ``[n_i, node_features]`` of each population, required
         when the model was trained with them.
         """
@@ -445,7 +448,9 @@ class MetaFlowMatching:
         dopri5 within the config's ``atol``/``rtol`` (one adaptive step size for the batch,
         set by its error norm), with rk4 by the round-off of the batch's matrix products (a
         BLAS may round a row by its place in the batch, as MKL's kernels do). ``seed`` fixes
-        the embedding subsample; the same seed gives the same output bit for bit.
+        the embedding subsample; the same seed gives the same output bit for bit. A population
+        is a set: permuting its rows permutes its prediction's rows (to round-off), the
+        subsample being drawn from its points in a canonical order (:meth:`embed`).
         ``source_ids`` lets CGFM use a training population's one-hot (unknown ids, or
         ``None`` entries, get the average one-hot; other methods refuse them). ``features``:
         the sources' per-point features (MFM models trained with ``source_features``; ignored
