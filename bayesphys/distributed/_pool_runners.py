@@ -80,6 +80,11 @@ def _wait_any(fs):
     return list(done)
 
 
+def _running(futures: Any) -> bool:
+    """Whether any of ``futures`` (anything with ``done()``) is not done yet."""
+    return any(not f.done() for f in futures)
+
+
 def _close_pool(pool: Any, *, wait: bool) -> None:
     """Shut an owned process pool down; without ``wait`` (a run left early, e.g. Ctrl-C) its
     workers are terminated instead of finishing fits that may take hours."""
@@ -148,9 +153,12 @@ class FuturesRunner(Runner):
                 yield from _poll(futures, None, tasks)
             finished = True
         finally:
-            # left early (Ctrl-C in the caller, an error): close() must not wait for fits
-            # still running in an owned pool, possibly for hours
-            self._aborted = not finished
+            # left early (Ctrl-C in the caller, an error) with fits still running in an owned
+            # pool: close() must not wait for them, possibly for hours. A caller that stops
+            # asking after the last result (the benchmarks' per-problem loops) leaves nothing
+            # running: its pool is shut down, not its workers terminated (terminated workers
+            # leaked their semaphores, a resource_tracker warning at exit)
+            self._aborted = not finished and _running(futures)
 
     def _rerun(self, fn, tasks, idx: list[int], workers: int):
         """Run tasks ``idx`` again in a fresh pool of ``workers``. Tasks left pending when
@@ -162,6 +170,7 @@ class FuturesRunner(Runner):
         pool = self.factory(1 if alone else min(workers, len(idx)))
         still: list[int] = []
         finished = False
+        futures: dict[Any, int] = {}
         try:
             futures = {_submit_to(pool, fn, tasks[i]): i for i in idx}
             for i, ok, value in _poll(futures, _wait_any, tasks):
@@ -180,7 +189,7 @@ class FuturesRunner(Runner):
                     yield i, ok, value
             finished = True
         finally:
-            _close_pool(pool, wait=finished)
+            _close_pool(pool, wait=finished or not _running(futures))
         if not still:
             return
         still.sort()

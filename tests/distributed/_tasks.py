@@ -68,3 +68,9 @@ class LoadsNowhere:
 
 def double(x: int) -> int:
     return 2 * x
+
+
+def sleepy(seconds: float) -> float:
+    """Sleep ``seconds``, then return them (a task still running when its caller leaves)."""
+    time.sleep(seconds)
+    return seconds
