@@ -31,6 +31,28 @@ def test_stefan_solution_mass_and_front_gradcheck_in_u_star():
     assert gradcheck(stefan_front, (t, u))
 
 
+def test_stefan_mass_gradient_in_t_is_finite_from_the_start():
+    """A time grid from t = 0 gave d mass / dt = NaN at t = 0 (the masked branch's sqrt of a
+    clamped 1e-300 has an infinite derivative, times the mask's 0); subnormal t gave NaN too
+    once t was not clamped. Now 0 at t <= 0 (the left derivative), b'(t) = boundary_flux(t)
+    after, and the values are unchanged."""
+    p = Stefan()
+    t = torch.tensor([-0.01, 0.0, 1e-310, 1e-12, 0.01, 0.05, 0.1], dtype=F64, requires_grad=True)
+    u = torch.tensor(0.6, dtype=F64, requires_grad=True)
+    m = p.mass(t, u)
+    gt, gu = torch.autograd.grad(m.sum(), (t, u))
+    assert bool(torch.isfinite(gt).all()) and bool(torch.isfinite(gu))
+    assert gt[:2].tolist() == [0.0, 0.0] and m[:2].tolist() == [0.0, 0.0]
+    # (boundary_flux clamps a subnormal t to 1e-300: compared from t = 1e-12 on)
+    assert float(gt[2]) > 0
+    flux = p.boundary_flux(t.detach()[3:], 0.6)
+    torch.testing.assert_close(gt[3:], flux, rtol=1e-12, atol=0)
+    # the values are the closed form 2 c1 sqrt(t / pi) (front inside the domain)
+    _, c1 = stefan_constants(0.6)
+    ref = 2 * c1 * (t.detach()[2:] / torch.pi).sqrt()
+    torch.testing.assert_close(m.detach()[2:], ref, rtol=1e-14, atol=0)
+
+
 def test_stefan_constants_values_kept_at_the_extremes():
     """The implicit step attaches a gradient only: the values are the bisection's, and no NaN
     gradient where exp(z^2) overflows or z is 0."""

@@ -134,12 +134,20 @@ class Stefan(GPMEProblem):
 
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact total mass :math:`b(t)`: :math:`2c_1\sqrt{t/\pi}` while the front is inside
-        (class docstring); ``t, param`` ``[*]`` broadcast -> ``[*]`` (float64)."""
+        (class docstring), 0 for :math:`t \le 0`; ``t, param`` ``[*]`` broadcast -> ``[*]``
+        (float64). Differentiable in ``t`` and ``param``; at :math:`t \le 0` the gradient is
+        0 (at :math:`t = 0` the left derivative: the right one is :math:`+\infty`, the
+        ``boundary_flux(0)`` limit), never NaN."""
         _check_broadcast(t=t, **{self.param_name or "param": param})
         alpha, c1 = stefan_constants(param)
         t = _f64(t, "t")
         x0, x1 = self.x_range
-        two_ts = 2 * t.clamp_min(1e-300).sqrt()
+        # t <= 0 (mass 0, masked below) computed at t = 1: sqrt of a clamped 1e-300 gave the
+        # masked branch an infinite derivative, and 0 * inf made d mass / dt NaN at t = 0
+        # (and subnormal t is clamped in the correction terms, whose x / sqrt(t) overflows)
+        started = t > 0
+        t_pos = torch.where(started, t, torch.ones_like(t))
+        two_ts = 2 * t_pos.clamp_min(1e-300).sqrt()
         z1 = alpha / 2  # the front in y = x / (2 sqrt t)
 
         def antiderivative(y: Tensor) -> Tensor:  # of 1 - c1 erf(y), zero at y = 0
@@ -149,10 +157,10 @@ class Stefan(GPMEProblem):
         y1 = torch.minimum(x1 / two_ts, z1)
         # mass on [0, front] minus the part beyond x1 and the part before x0 (both exactly 0
         # on the default domain while the front is inside it)
-        total = 2 * c1 * (t.clamp_min(0) / math.pi).sqrt()
+        total = 2 * c1 * (t_pos / math.pi).sqrt()
         out = total - two_ts * (antiderivative(z1) - antiderivative(y1))
         out = out - two_ts * antiderivative(y0)
-        return _nan_at(t, torch.where(t > 0, out, torch.zeros_like(out)))
+        return _nan_at(t, torch.where(started, out, torch.zeros_like(out)))
 
     def flux_breaks(self, param: float) -> list[float]:
         r"""Times :math:`(x / \alpha)^2` where the front :math:`\alpha\sqrt t` reaches
