@@ -7,7 +7,8 @@ read back before it replaces an earlier file, and it loads with ``weights_only=T
 runs on load; numpy scalars and arrays are allowed by name). A value that would not load back
 is refused at save time, naming where it sits (:func:`check_checkpointable`); a file that is
 not a checkpoint, is damaged, of another kind or of a newer format is refused by name on load.
-Loaders rebuild inside :func:`rebuilding`, which names the file in any error of the rebuild.
+Loaders rebuild inside :func:`~bayesphys._checkpoint_rebuild.rebuilding`, which names the file in
+any error of the rebuild.
 """
 
 from __future__ import annotations
@@ -19,23 +20,19 @@ import re
 import struct
 import threading
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ._context_flag import ContextFlag
 from ._version import __version__
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "check_checkpointable",
     "load_checkpoint",
-    "rebuilding",
-    "refuse_unknown",
-    "require_entries",
     "save_checkpoint",
 ]
 
@@ -460,137 +457,6 @@ def load_checkpoint(
             f"{CHECKPOINT_FORMAT}: upgrade bayesphys to load it"
         )
     return ckpt
-
-
-def refuse_unknown(ckpt: Mapping[str, Any], path: Any, what: str, given: Any, known: Any) -> None:
-    """Refuse a checkpoint whose ``what`` (settings, state entries) has names outside ``known``:
-    a newer release wrote it, and building without them would give another model silently
-    (an unknown setting was ignored, e.g. a time scheme: posterior means off by 0.46)."""
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise ValueError(
-            f"path: {path} holds {what} {unknown} that this release ({__version__}) does not "
-            f"know (written by bayesphys {ckpt.get('version', '?')}); loading it without them "
-            "would give another model: upgrade bayesphys to load it"
-        )
-
-
-def require_entries(part: Any, path: Any, what: str, names: Iterable[str]) -> None:
-    """Refuse a checkpoint whose ``what`` (settings, state entries: a dict) is not a dict or
-    lacks any of ``names`` (those every save writes), by name: a damaged or hand-made file
-    failed with a bare ``KeyError: 'u'`` that named neither the file nor what it lacked."""
-    if not isinstance(part, Mapping):
-        raise ValueError(
-            f"path: {path} holds its {what} as a {type(part).__name__}, expected a dict (the "
-            "file is damaged or was not written by save())"
-        )
-    missing = [n for n in names if n not in part]
-    if missing:
-        raise ValueError(
-            f"path: {path} lacks the {what} {missing} that save() writes (the file is damaged "
-            "or was not written by save())"
-        )
-
-
-def _out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is torch's report of an allocation that failed (CPU or CUDA)."""
-    oom = getattr(torch, "OutOfMemoryError", ())
-    text = str(err)
-    return isinstance(err, oom) or (
-        isinstance(err, RuntimeError)
-        and ("can't allocate memory" in text or "out of memory" in text.lower())
-    )
-
-
-#: set while a model is rebuilt from data it was built (and warned about) from before
-_QUIET_REBUILD = ContextFlag("bayesphys_quiet_rebuild")
-
-
-def quiet_rebuild() -> AbstractContextManager[None]:
-    """Within this block :func:`in_quiet_rebuild` is true: a loader (or a recrop) rebuilds a
-    model through its constructor from settings and data that warned when the model was first
-    built, so the constructor's advisory warnings stay silent. A context variable, not a
-    warnings filter: :class:`warnings.catch_warnings` is process-wide and hid the same
-    warnings of models built meanwhile in other threads."""
-    return _QUIET_REBUILD.raised()
-
-
-def in_quiet_rebuild() -> bool:
-    """Whether the caller runs inside :func:`quiet_rebuild`."""
-    return _QUIET_REBUILD.is_raised()
-
-
-@contextmanager
-def rebuilding(path: Any, kind: str, entry: str | None = None) -> Iterator[None]:
-    """Around a loader's rebuild of a model from the entries of the checkpoint at ``path``: an
-    entry of the wrong type, shape or value fails there with a ``TypeError``, ``KeyError``,
-    ``IndexError``, ``RuntimeError`` or a check's ``ValueError`` naming at most the entry
-    (``entry``, when given, is named before the check's own text); each is raised again as a
-    ``ValueError`` naming the file, the original chained as its cause. An error that already
-    names the file passes as it is; others (``AttributeError``, ``NameError``, ...) are not
-    caught, so a programming error is not taken for a bad file."""
-    try:
-        yield
-    except (TypeError, KeyError, IndexError, RuntimeError, ValueError) as err:
-        text = str(err).strip()
-        if f"path: {path}" in text or _out_of_memory(err):
-            raise  # already names the file; or the machine, not the file, is short of memory
-        where = f"{entry}: " if entry else ""
-        if type(err) is ValueError:  # a check's own message, naming the value
-            raise ValueError(f"path: {path}: {where}{text}") from err
-        raise ValueError(
-            f"path: {path}: {where}its entries do not rebuild a {kind!r} model "
-            f"({type(err).__name__}: {text}); the file is damaged or was not written by save()"
-        ) from err
-
-
-def _setting(config: Any, name: str) -> Any:
-    return config[name] if isinstance(config, Mapping) else getattr(config, name)
-
-
-def shape_settings(config: Any, names: Iterable[str]) -> dict[str, Any]:
-    """The values of the settings ``names`` of ``config`` (a dataclass or a mapping) that fix a
-    model's weight shapes, kept at construction for :func:`check_shape_settings`."""
-    return {k: _setting(config, k) for k in names}
-
-
-def check_shape_settings(config: Any, built: Mapping[str, Any], model: str) -> None:
-    """Refuse to save a model whose ``config`` no longer describes its weights: a setting that
-    fixed their shapes (``built``, from :func:`shape_settings`) was assigned after construction,
-    so a load would rebuild other modules and refuse the file (the weights were written into a
-    checkpoint nothing could read)."""
-    _refuse_changed(
-        config,
-        built,
-        f"save: config {{now}} was assigned after the {model} was built with {{was}}, which "
-        "fixed its weights' shapes: a checkpoint with these settings could not be loaded. "
-        "Set them back to save this model, or build a new one with them",
-    )
-
-
-def check_built_settings(config: Any, built: Mapping[str, Any], model: str, where: str) -> None:
-    """Refuse to use (``where``: ``"fit"``, ``"posterior"``, ``"save"``, ...) a model whose
-    ``config`` no longer describes it: a setting read only at construction (``built``, from
-    :func:`shape_settings`: e.g. a grid, an operator or a time step derived from it) was
-    assigned afterwards. The live model would go on with the old value while a checkpoint
-    would load with the new one: two models under one name, silently."""
-    _refuse_changed(
-        config,
-        built,
-        f"{where}: config {{now}} was assigned after the {model} was built with {{was}}, "
-        "which it read at construction only: this model still uses the old value, while "
-        "a checkpoint would load with the new one. Set it back, or build a new model with it",
-    )
-
-
-def _refuse_changed(config: Any, built: Mapping[str, Any], message: str) -> None:
-    """``ValueError(message)`` (its ``{now}`` / ``{was}`` filled with the changed settings'
-    current and built values) when a setting of ``built`` differs in ``config``."""
-    changed = {k: v for k, v in built.items() if _setting(config, k) != v}
-    if changed:
-        now = ", ".join(f"{k}={_setting(config, k)!r}" for k in changed)
-        was = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-        raise ValueError(message.format(now=now, was=was))
 
 
 def cpu_copy(value: Any) -> Any:

@@ -21,11 +21,10 @@ Example
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +33,16 @@ import torch
 
 from ._checks import check_bool, check_int, check_real
 from ._context_flag import ContextFlag
+from ._fit_state import (
+    as_optimizers,
+    as_params,
+    loss_and_state,
+    loss_value,
+    refresh,
+    restore_snapshot,
+    snapshot,
+    state_tensors,
+)
 from ._progress import progress_bar
 from ._repr import fields_repr
 from ._stack import user_stacklevel
@@ -171,180 +180,6 @@ class FitResult:
         )
 
 
-def _loss_value(loss: Any, where: str) -> float:
-    """The float value of a scalar loss (a number or a one-element tensor)."""
-    if isinstance(loss, torch.Tensor):
-        if loss.numel() != 1:
-            raise ValueError(
-                f"{where}: expected a scalar loss (a float or a one-element tensor), received a "
-                f"tensor of shape {tuple(loss.shape)}"
-            )
-        if loss.is_complex():  # float() of it raised "cannot be converted to type double"
-            raise TypeError(f"{where}: expected a real loss, received a {loss.dtype} tensor")
-        if loss.device.type == "meta":  # "Tensor.item() cannot be called on meta tensors"
-            raise ValueError(f"{where}: expected a loss value, received a tensor on 'meta'")
-        return float(loss.detach())
-    if (
-        isinstance(loss, bool)
-        or not isinstance(loss, (int, float))
-        and not hasattr(loss, "__float__")
-    ):
-        raise TypeError(
-            f"{where}: expected a scalar loss (a float or a one-element tensor), received "
-            f"{type(loss).__name__} {loss!r}"
-        )
-    return float(loss)
-
-
-def _as_params(params):
-    """A module as it is; a single tensor as a one-element list; an iterable as a list."""
-    if params is None or isinstance(params, torch.nn.Module):
-        return params
-    if isinstance(params, torch.Tensor):
-        return [params]
-    if isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
-        raise TypeError(
-            f"params: expected a tensor, an iterable of tensors or a torch.nn.Module, received "
-            f"{type(params).__name__}"
-        )
-    out = list(params)
-    bad = [type(p).__name__ for p in out if not isinstance(p, torch.Tensor)]
-    if bad:
-        raise TypeError(f"params: expected tensors or a torch.nn.Module, received {bad}")
-    return out
-
-
-def _snapshot(params: Iterable[torch.Tensor] | torch.nn.Module | None):
-    """``(live, copy)``: the live tensors of ``params`` (a module's state-dict entries or the
-    listed tensors, aliases that stay valid while they are updated in place, as optimisers do)
-    and a copy of their values, refreshed in place by :func:`_refresh` (no allocation per step)."""
-    if params is None:
-        return None
-    live = params.state_dict() if isinstance(params, torch.nn.Module) else dict(enumerate(params))
-    copied = {
-        k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
-        for k, v in live.items()
-    }
-    return live, copied
-
-
-def _refresh(snap) -> None:
-    """Copy the current values of the live tensors into the snapshot's buffers."""
-    if snap is None:
-        return
-    live, buf = snap
-    keys = [k for k, v in live.items() if isinstance(v, torch.Tensor)]
-    with torch.no_grad():
-        torch._foreach_copy_([buf[k] for k in keys], [live[k].detach() for k in keys])
-
-
-def _restore(params, snap) -> None:
-    if params is None or snap is None:
-        return
-    snap = snap[1]
-    if isinstance(params, torch.nn.Module):
-        params.load_state_dict(snap)
-        return
-    with torch.no_grad():
-        for p, s in zip(params, snap.values()):
-            p.copy_(s)
-
-
-def _as_optimizers(optimizer) -> list[torch.optim.Optimizer]:
-    """``None``: none; an optimiser: one; an iterable: its optimisers (``TypeError`` else)."""
-    if optimizer is None:
-        return []
-    opts = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else optimizer
-    if isinstance(opts, (str, bytes)) or not isinstance(opts, Iterable):
-        raise TypeError(
-            f"optimizer: expected a torch.optim.Optimizer or an iterable of them, received "
-            f"{type(optimizer).__name__}"
-        )
-    opts = list(opts)
-    bad = [type(o).__name__ for o in opts if not isinstance(o, torch.optim.Optimizer)]
-    if bad:
-        raise TypeError(f"optimizer: expected torch.optim.Optimizer objects, received {bad}")
-    return opts
-
-
-def optimizer_state_tensors(opts: Iterable[torch.optim.Optimizer]) -> list[torch.Tensor]:
-    """The floating-point and complex tensors of the optimisers' per-parameter state (Adam's
-    moments; dicts, lists and tuples walked, e.g. L-BFGS's history), detached. One helper for
-    every check of an optimiser's state (:func:`optimize`'s ``optimizer=``, ``train_ddp``'s
-    epoch check), so they test the same tensors."""
-    out: list[torch.Tensor] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, torch.Tensor):
-            if value.is_floating_point() or value.is_complex():
-                out.append(value.detach())
-        elif isinstance(value, Mapping):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                walk(v)
-
-    for opt in opts:
-        walk(list(opt.state.values()))
-    return out
-
-
-def _state_tensors(opts: list[torch.optim.Optimizer]) -> list[torch.Tensor]:
-    """:func:`optimizer_state_tensors` without empty tensors (an infinity norm has none)."""
-    return [t for t in optimizer_state_tensors(opts) if t.numel()]
-
-
-def optimizer_state_finite(
-    optimizer: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | None,
-) -> bool:
-    """Whether every tensor of the optimiser(s)' state (:func:`optimizer_state_tensors`) is
-    finite, read back once per device: the test :func:`optimize`'s ``optimizer=`` makes after
-    each step, for a step that runs a user's callback after its update (a step that left the
-    state non-finite ends the fit as a divergence, so no callback runs after it)."""
-    return _loss_and_state(0.0, _state_tensors(_as_optimizers(optimizer)), "loss")[1]
-
-
-def _loss_and_state(loss: Any, states: list[torch.Tensor], where: str) -> tuple[float, bool]:
-    """The float value of the scalar ``loss`` and whether every tensor of ``states`` is finite,
-    read back together: one read per device (a host sync on an accelerator), the loss's with
-    the state on its device; the state on the CPU (Adam's step counters beside CUDA moments)
-    is read apart, which waits for nothing."""
-    if not states:
-        return _loss_value(loss, where), True
-    fold = (
-        isinstance(loss, torch.Tensor)
-        and loss.numel() == 1
-        and loss.is_floating_point()
-        and loss.device.type != "meta"  # refused by name in _loss_value
-    )
-    # a number (or a tensor of another dtype): read on its own (a wrong shape raises here)
-    val = None if fold else _loss_value(loss, where)
-    groups: dict[torch.device, list[torch.Tensor]] = {}
-    for t in states:
-        groups.setdefault(t.device, []).append(t)
-    if fold:
-        groups.setdefault(loss.device, [])
-    ok = True
-    for dev, ts in groups.items():
-        # float64 holds every float32/half value exactly (float(loss) unchanged); MPS has none
-        wide = torch.float32 if dev.type == "mps" else torch.float64
-        # sum |x| of each tensor in one fused call: inf and NaN propagate, and it costs a
-        # third of max |x| (the infinity norm), which took 5 % of a Meta FM step on the CPU; a
-        # tensor whose magnitudes sum past its dtype's range (elements within a factor of its
-        # size of overflowing, e.g. Adam's second moment of gradients ~1e17 in float32) reads
-        # as non-finite too, a state that overflows at the next such step anyway
-        parts = [n.to(dtype=wide) for n in torch._foreach_norm(ts, 1)] if ts else []
-        here = fold and dev == loss.device
-        if here:
-            parts.insert(0, loss.detach().reshape(()).to(dtype=wide))
-        vals = torch.stack(parts).tolist()
-        if here:
-            val, vals = vals[0], vals[1:]
-        ok = ok and all(math.isfinite(v) for v in vals)
-    return val, ok
-
-
 class DivergenceGuard:
     r"""The last verified values of a fit's tensors, checked by the step before each update.
 
@@ -397,10 +232,10 @@ class DivergenceGuard:
     def __init__(self, params: Iterable[torch.Tensor] | torch.nn.Module):
         if params is None:
             raise ValueError("params: expected tensors or a torch.nn.Module, received None")
-        self._params = _as_params(params)
-        self._snap = _snapshot(self._params)
+        self._params = as_params(params)
+        self._snap = snapshot(self._params)
         # the verified state before the last admitted one (admit_gradients can take that back)
-        self._prev = _snapshot(self._params)
+        self._prev = snapshot(self._params)
         self._checks = 0  # calls of admit(), to check that a step consulted the guard
         #: number of finite losses admitted so far (steps taken under this guard)
         self.steps = 0
@@ -416,13 +251,13 @@ class DivergenceGuard:
         self._checks += 1
         self.reason = None
         self._admitted = False
-        val = _loss_value(loss, "loss")
+        val = loss_value(loss, "loss")
         if not math.isfinite(val):
             self.reason = f"loss {val}"
             self.restore()
             return False
         self._snap, self._prev = self._prev, self._snap
-        _refresh(self._snap)
+        refresh(self._snap)
         self.steps += 1
         self._admitted = True  # admit_gradients may still take these values back, once
         return True
@@ -469,7 +304,7 @@ class DivergenceGuard:
 
     def restore(self) -> None:
         """Copy the last verified values back into the live tensors."""
-        _restore(self._params, self._snap)
+        restore_snapshot(self._params, self._snap)
 
 
 def optimize(
@@ -550,12 +385,12 @@ def optimize(
         if params is not None:
             raise ValueError("params/guard: pass one of them (the guard holds its own tensors)")
         snapshot_every = 0
-    opts = _as_optimizers(optimizer)
+    opts = as_optimizers(optimizer)
     offset = guard.steps if guard is not None else 0  # steps of the fit before this call
-    params = _as_params(params)
+    params = as_params(params)
     hist: list[float] = []
-    good = _snapshot(params)  # last values whose loss was finite (at first: the start)
-    pending = _snapshot(params) if snapshot_every else None  # values before the current step
+    good = snapshot(params)  # last values whose loss was finite (at first: the start)
+    pending = snapshot(params) if snapshot_every else None  # values before the current step
     t0 = time.perf_counter()
     bar = progress_bar(total=steps, desc=desc, progress=progress, leave=False)
     calm = 0
@@ -564,7 +399,7 @@ def optimize(
         for k in range(steps):
             take = bool(snapshot_every) and k % snapshot_every == 0
             if take:
-                _refresh(pending)
+                refresh(pending)
             checks = guard._checks if guard is not None else 0
             try:
                 loss = step()
@@ -576,7 +411,7 @@ def optimize(
                     "guard: step() must call guard.admit(loss) before its update; it did not"
                 )
             # the loss and the optimisers' state in one read-back
-            val, state_ok = _loss_and_state(loss, _state_tensors(opts), "step")
+            val, state_ok = loss_and_state(loss, state_tensors(opts), "step")
             if not math.isfinite(val) or not state_ok:
                 if math.isfinite(val):  # a finite loss, a poisoned update
                     why = (
@@ -592,7 +427,7 @@ def optimize(
                 if guard is not None:
                     guard.restore()  # admit() already did, unless step() returned another loss
                 else:
-                    _restore(params, good)
+                    restore_snapshot(params, good)
                 if not state_ok:  # non-finite moments: every later update would use them
                     for opt in opts:
                         opt.state.clear()

@@ -62,8 +62,9 @@ def _measure_child(n: int, kind: str) -> None:
     import os
     import time
 
+    from bayesphys.gp_pde.dense_solve import DenseSolve
     from bayesphys.gp_pde.operator import LinearPDEOperator, build_factors, with_eigen
-    from bayesphys.gp_pde.solve import DenseSolve, KronSolve
+    from bayesphys.gp_pde.solve import KronSolve
 
     torch.set_num_threads(1)
     m = GPPDESolver("poisson2d-sin100", n_col=n, num_mixtures=30, device="cpu", seed=0)

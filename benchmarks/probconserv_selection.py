@@ -28,7 +28,7 @@ import math
 import sys
 from pathlib import Path
 
-from bayesphys.probconserv.calibration import SELECTIONS
+from bayesphys.probconserv.candidate_selection import SELECTIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _probconserv_saved import calibrated, param_sets, pivot, rescore, score  # noqa: E402

@@ -263,7 +263,7 @@ def test_loaders_name_the_file_of_a_damaged_checkpoint(saved, name, edit, match)
 
 
 def test_rebuilding_names_the_file_and_passes_other_errors(tmp_path):
-    from bayesphys._checkpoint import rebuilding, require_entries
+    from bayesphys._checkpoint_rebuild import rebuilding, require_entries
 
     path = tmp_path / "m.pt"
     with pytest.raises(ValueError, match=r"lacks the settings \['b'\] that save\(\) writes"):
@@ -313,7 +313,7 @@ def test_rebuilding_passes_the_text_of_a_plain_valueerror_only(tmp_path):
     is reported as an entry that does not rebuild the model, with its type."""
     import json
 
-    from bayesphys._checkpoint import rebuilding
+    from bayesphys._checkpoint_rebuild import rebuilding
 
     path = tmp_path / "m.pt"
     for raise_it, kind in (
@@ -384,7 +384,7 @@ def test_loading_with_an_empty_allow_list_leaves_it_empty(tmp_path):
 def test_settings_assigned_after_construction_are_refused_whichever_changed():
     from dataclasses import dataclass
 
-    from bayesphys._checkpoint import check_built_settings, check_shape_settings, shape_settings
+    from bayesphys._built_settings import check_built_settings, check_shape_settings, shape_settings
 
     @dataclass
     class Cfg:

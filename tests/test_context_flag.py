@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from bayesphys._checkpoint import in_quiet_rebuild, quiet_rebuild
+from bayesphys._checkpoint_rebuild import in_quiet_rebuild, quiet_rebuild
 from bayesphys._context_flag import ContextFlag
 
 

@@ -594,7 +594,7 @@ def test_optimize_without_params_stops_at_a_divergence_with_nothing_to_restore()
 def test_optimizer_state_tensors_keeps_the_floating_and_complex_tensors_only():
     """Integer counters in an optimiser's state (a step count) are no values to check for
     non-finite entries; floating and complex tensors, also inside lists and dicts, are."""
-    from bayesphys._model import optimizer_state_tensors
+    from bayesphys._fit_state import optimizer_state_tensors
 
     w = torch.nn.Parameter(torch.zeros(2))
     opt = torch.optim.SGD([w], lr=0.1)

@@ -39,7 +39,8 @@ from torch.utils.data import Dataset, IterableDataset
 
 from .._checkpoint import check_checkpointable, cpu_copy, load_checkpoint
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
-from .._model import FitResult, autograd_on, optimizer_state_tensors, release_grads
+from .._fit_state import optimizer_state_tensors
+from .._model import FitResult, autograd_on, release_grads
 from .._progress import progress_bar
 from ._ddp_checkpoint import (
     CHECKPOINT_KIND,
@@ -153,7 +154,7 @@ def _weights_finite(params: list[torch.Tensor]) -> torch.Tensor | None:
 
 def _state_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor | None:
     """A 0-d bool tensor on ``device``: every floating-point or complex tensor of the
-    optimizer's state (:func:`~bayesphys._model.optimizer_state_tensors`, e.g. Adam's moments)
+    optimizer's state (:func:`~bayesphys._fit_state.optimizer_state_tensors`, e.g. Adam's moments)
     finite (``None`` for an empty state). Tensors on ``device`` are
     tested there without a wait for it; others (a step count on the CPU) are read at once."""
     here, elsewhere = [], True

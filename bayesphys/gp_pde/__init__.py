@@ -25,12 +25,13 @@ Example
 True
 """
 
+from .dense_solve import DenseSolve
 from .gauss_newton import GaussNewtonKronSolve
 from .kernels import KINDS, SpectralMixture1d
 from .model import METHODS, NONLINEAR_SOLVERS, GPPDESolver
 from .nonlinear import PicardKronSolve
 from .operator import Factor, LinearPDEOperator, build_factors, with_eigen
-from .solve import DenseSolve, KronSolve, objective
+from .solve import KronSolve, objective
 
 __all__ = [
     "SpectralMixture1d",

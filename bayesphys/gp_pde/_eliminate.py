@@ -4,7 +4,7 @@ re-solve of the stored field.
 Fang et al., ICLR 2024 (GP-HM) optimise :math:`U` jointly with the hyperparameters; we eliminate it
 exactly at every step: :class:`~.solve.KronSolve` (linear operators, prior metric, 1-/2-D grids),
 :class:`~.nonlinear.PicardKronSolve` or :class:`~.gauss_newton.GaussNewtonKronSolve` (2-D
-Allen-Cahn), :class:`~.solve.DenseSolve` otherwise (at most 6000 grid points).
+Allen-Cahn), :class:`~.dense_solve.DenseSolve` otherwise (at most 6000 grid points).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._errors import NumericalFailure
+from .dense_solve import DenseSolve
 from .gauss_newton import GaussNewtonKronSolve
 from .nonlinear import PicardKronSolve
 from .operator import detach_factors, with_eigen
-from .solve import DenseSolve, KronSolve
+from .solve import KronSolve
 
 if TYPE_CHECKING:
     from .model import GPPDESolver

@@ -20,15 +20,8 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real
 from .._fit_callback import FitCallback, check_fit_callback
-from .._model import (
-    FitResult,
-    _refresh,
-    _restore,
-    _snapshot,
-    optimize,
-    optimizer_state_finite,
-    release_grads,
-)
+from .._fit_state import optimizer_state_finite, refresh, restore_snapshot, snapshot
+from .._model import FitResult, optimize, release_grads
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from .._warning_types import BayesphysDeprecationWarning
@@ -144,9 +137,9 @@ def fit_solver(
     # divergence): a poisoned update's start is discarded by optimize, loss unrecorded,
     # and keep_best does not bring it back
     best = {"loss": math.inf, "step": -1, "field": None}
-    best["values"] = _snapshot(params) if keep_best else None
+    best["values"] = snapshot(params) if keep_best else None
     pending = {"loss": math.inf, "step": -1, "field": None}
-    pending["values"] = _snapshot(params) if keep_best else None
+    pending["values"] = snapshot(params) if keep_best else None
 
     def admit_pending() -> None:
         """The last step's start becomes the best if it beat it (its update went through)."""
@@ -223,7 +216,7 @@ def fit_solver(
         if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:
             # the hyperparameters and the field this loss was computed at (the field is not
             # re-solved on restore: a nonlinear solve depends on its warm start)
-            _refresh(pending["values"])
+            refresh(pending["values"])
             field = None if joint else model.u.clone()
             pending.update(loss=float(loss.detach()), step=k, field=field)
         # a step whose loss is not finite diverged: its hyperparameters are discarded (and an
@@ -300,7 +293,7 @@ def fit_solver(
         res.extra.update(best_objective=best["loss"], final_objective=final)
         diverged = res.message.startswith("diverged")
         if best["loss"] <= final or diverged:
-            _restore(params, best["values"])
+            restore_snapshot(params, best["values"])
             if joint:
                 model._settle(joint, u_param)
             else:

@@ -7,14 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._checkpoint import (
-    load_checkpoint,
-    quiet_rebuild,
-    rebuilding,
-    refuse_unknown,
-    require_entries,
-    shape_settings,
-)
+from .._built_settings import shape_settings
+from .._checkpoint import load_checkpoint
+from .._checkpoint_rebuild import quiet_rebuild, rebuilding, refuse_unknown, require_entries
 from .._device import model_device
 from ..problems.gp_pde import get_problem
 from ._setup import BUILT_SETTINGS

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .._checkpoint import check_built_settings, in_quiet_rebuild, shape_settings
+from .._built_settings import check_built_settings, shape_settings
+from .._checkpoint_rebuild import in_quiet_rebuild
 from .._checks import check_int, check_range, check_real, check_seed, did_you_mean
 from .._device import ArrayLike, DeviceLike, DTypeLike, check_finite, model_device, resolve_dtype
 from .._stack import user_stacklevel

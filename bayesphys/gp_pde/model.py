@@ -9,8 +9,8 @@ Two methods:
   for 2-D Allen-Cahn :class:`~bayesphys.gp_pde.gauss_newton.GaussNewtonKronSolve` (matrix-free
   Gauss-Newton, PCG preconditioned by the shifted Kronecker solve) or
   :class:`~bayesphys.gp_pde.nonlinear.PicardKronSolve` (``nonlinear_solver``);
-  :class:`~bayesphys.gp_pde.solve.DenseSolve` with Gauss-Newton for Allen-Cahn in 1-D) and only
-  the kernel hyperparameters and :math:`\log\tau_{1,2}` are optimised (Adam, cosine-decayed
+  :class:`~bayesphys.gp_pde.dense_solve.DenseSolve` with Gauss-Newton for Allen-Cahn in 1-D)
+  and only the kernel hyperparameters and :math:`\log\tau_{1,2}` are optimised (Adam, cosine-decayed
   learning rate), with gradients by the envelope theorem; frequencies start at the periodogram
   peaks of the source.
 * ``method="ref"``: the paper's settings: :math:`U` is a free parameter (init 0) optimised jointly
@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checkpoint import check_shape_settings, save_checkpoint
+from .._built_settings import check_shape_settings
+from .._checkpoint import save_checkpoint
 from .._checks import check_bool
 from .._detached import warn_detached
 from .._device import ArrayLike, DeviceLike, DTypeLike

@@ -107,9 +107,9 @@ def test_grid_posterior(
     r"""``GaussianPosterior`` with event shape ``[p_1..p_d]`` on the tensor grid of ``test_axes``.
 
     ``solver`` is a :class:`~bayesphys.gp_pde.solve.KronSolve` or
-    :class:`~bayesphys.gp_pde.solve.DenseSolve` after its ``solve`` (it supplies
+    :class:`~bayesphys.gp_pde.dense_solve.DenseSolve` after its ``solve`` (it supplies
     :math:`\Sigma_U` draws and variances; of a ``DenseSolve`` the posterior keeps only its
-    :meth:`~bayesphys.gp_pde.solve.DenseSolve.sampler`).
+    :meth:`~bayesphys.gp_pde.dense_solve.DenseSolve.sampler`).
     """
     W, var_prior, roots, sizes = [], None, [], []
     for k, fc, xt in zip(kernels, factors, test_axes):

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 from torch import nn
 
-from .._checkpoint import check_shape_settings, refuse_unknown, require_entries
+from .._built_settings import check_shape_settings
+from .._checkpoint_rebuild import refuse_unknown, require_entries
 from .._checks import check_bool, check_int, check_optional_seed
 from .._process_state import _GLOBAL_STATE
 from .config import MFMConfig

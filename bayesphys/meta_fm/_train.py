@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from .._checks import dense_memory_checked, offset_seed, seed_or_draw
 from .._data_parallel import GradientSync
 from .._fit_callback import FitCallback
-from .._model import FitResult, optimize, optimizer_state_finite, release_grads
+from .._fit_state import optimizer_state_finite
+from .._model import FitResult, optimize, release_grads
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
 from .._warning_types import BayesphysUserWarning

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
+from .._checkpoint import load_checkpoint, save_checkpoint
+from .._checkpoint_rebuild import rebuilding
 from .._checks import check_bool, check_int, check_optional_seed, offset_seed, seed_or_draw
 from .._detached import warn_detached
 from .._device import model_device, same_device

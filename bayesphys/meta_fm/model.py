@@ -34,13 +34,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checkpoint import (
-    check_built_settings,
-    load_checkpoint,
-    rebuilding,
-    save_checkpoint,
-    shape_settings,
-)
+from .._built_settings import check_built_settings, shape_settings
+from .._checkpoint import load_checkpoint, save_checkpoint
+from .._checkpoint_rebuild import rebuilding
 from .._checks import (
     check_bool,
     check_int,

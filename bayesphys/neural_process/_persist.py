@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from .._checkpoint import refuse_unknown, require_entries
+from .._checkpoint import cpu_copy
+from .._checkpoint_rebuild import refuse_unknown, require_entries
 from .._checks import check_int, check_real
 from .._files import user_path
 from .config import PROBLEMS, RGNPConfig, get_problem
@@ -25,6 +26,7 @@ __all__ = [
     "saved_problem",
     "restore_state",
     "generator_device",
+    "model_state",
 ]
 
 #: the ``kind`` of a RandomGridNP checkpoint
@@ -166,3 +168,26 @@ def generator_device(state: dict[str, Any]) -> str:
     if "generator_device" in state:
         return str(state["generator_device"])
     return "cpu" if state["generator"].numel() == torch.Generator().get_state().numel() else "cuda"
+
+
+def model_state(model: Any) -> dict[str, Any]:
+    """The state entries :meth:`~bayesphys.neural_process.RandomGridNP.state` returns for
+    ``model`` (a ``RandomGridNP``): weights and optimiser state (CPU copies), step count,
+    batch stream, GICNet grid state, variance scales, and the steps the scales in force were
+    fitted at where those differ from the current one."""
+    st = {
+        "modules": cpu_copy(model._modules().state_dict()),
+        "optimizer": cpu_copy(model.optimizer.state_dict()),
+        "step_count": model.step_count,
+        "generator": model.generator.get_state(),
+        "generator_device": model.generator.device.type,
+        "variance_scale": dict(model.variance_scale),
+    }
+    stale = {k: v for k, v in model._calibrated_at.items() if v != model.step_count}
+    if stale:
+        # scales made for earlier weights: a load keeps warning about them (written only
+        # then, so the files of calibrated or uncalibrated models are as before)
+        st["calibrated_at"] = stale
+    if hasattr(model.grid, "state_dict"):
+        st["grid"] = model.grid.state_dict()
+    return st

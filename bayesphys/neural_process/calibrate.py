@@ -203,3 +203,23 @@ def calibrate_variance(
     model.variance_scale = {"field": out["field"], "parameters": s_z}
     out["parameters"] = s_z  # parameters=False: the scale kept in force
     return out
+
+
+def warn_stale_calibration(model: Any, where: str, output: str) -> None:
+    """A ``UserWarning`` at the user's line when the variance multiplier of ``output`` in
+    force on ``model`` (a ``RandomGridNP``) was fitted by its ``calibrate`` at another
+    ``step_count`` (a fit since, or a load and a fit): it scales variances of weights it was
+    not fitted to. The message names the step of the calibration, not the current one: a loop
+    that trains on and asks for a posterior each time is shown it once."""
+    at = model._calibrated_at.get(output)
+    if at is None or at == model.step_count or model.variance_scale[output] == 1.0:
+        return
+    warnings.warn(
+        f"{where}: the variance scale in force (variance_scale[{output!r}] = "
+        f"{model.variance_scale[output]:.4g}) was fitted by calibrate() at step {at}, and the "
+        "model has trained since: it was made for other weights. "
+        "Call calibrate(x, u, z, w) again on validation instances (or set "
+        f"variance_scale[{output!r}] = 1.0 to drop it)",
+        BayesphysUserWarning,
+        stacklevel=user_stacklevel(),
+    )

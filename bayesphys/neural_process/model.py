@@ -34,7 +34,6 @@ in private modules: its configuration (``_settings``), networks (``_net``), inpu
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,8 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checkpoint import cpu_copy, load_checkpoint, rebuilding, save_checkpoint
+from .._checkpoint import load_checkpoint, save_checkpoint
+from .._checkpoint_rebuild import rebuilding
 from .._checks import (
     as_scalar,
     check_bool,
@@ -63,9 +63,7 @@ from .._device import ArrayLike, DeviceLike, DTypeLike, model_device
 from .._model import DivergenceGuard, FitResult, autograd_on, release_grads, warn_untrained
 from .._precision import own_precision
 from .._process_state import streams_kept
-from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
-from .._warning_types import BayesphysUserWarning
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
 from ._inputs import (
@@ -81,6 +79,7 @@ from ._persist import (
     KIND,
     check_save_path,
     checkpoint_settings,
+    model_state,
     read_checkpoint,
     restore_state,
     saved_calibration_step,
@@ -95,7 +94,7 @@ from ._train import (
     qmc_prior,
     run_chunks,
 )
-from .calibrate import calibrate_variance
+from .calibrate import calibrate_variance, warn_stale_calibration
 from .config import SIZES, RGNPConfig, get_problem, preset
 from .objective import data_log_likelihood, field_marginal, physics_elbo
 
@@ -519,24 +518,8 @@ class RandomGridNP:
         return out
 
     def _warn_stale_calibration(self, where: str, output: str) -> None:
-        """A ``UserWarning`` at the user's line when the variance multiplier of ``output`` in
-        force was fitted by :meth:`calibrate` at another ``step_count`` (a fit since, or a
-        load and a fit): it scales variances of weights it was not fitted to. The message names
-        the step of the calibration, not the current one: a loop that trains on and asks for a
-        posterior each time is shown it once (a message with the changing step count was
-        shown at every iteration under the default warnings filter)."""
-        at = self._calibrated_at.get(output)
-        if at is None or at == self.step_count or self.variance_scale[output] == 1.0:
-            return
-        warnings.warn(
-            f"{where}: the variance scale in force (variance_scale[{output!r}] = "
-            f"{self.variance_scale[output]:.4g}) was fitted by calibrate() at step {at}, and the "
-            "model has trained since: it was made for other weights. "
-            "Call calibrate(x, u, z, w) again on validation instances (or set "
-            f"variance_scale[{output!r}] = 1.0 to drop it)",
-            BayesphysUserWarning,
-            stacklevel=user_stacklevel(),
-        )
+        """:func:`~bayesphys.neural_process.calibrate.warn_stale_calibration` for this model."""
+        warn_stale_calibration(self, where, output)
 
     # ------------------------------------------------------------------ I/O
     def __repr__(self) -> str:
@@ -550,22 +533,7 @@ class RandomGridNP:
         (CPU tensors): what :meth:`load` restores. A snapshot: its tensors are copies, which
         later training leaves as they were (``state_dict`` shares the live weights and Adam's
         moments, so a kept ``state()`` followed every further step)."""
-        st = {
-            "modules": cpu_copy(self._modules().state_dict()),
-            "optimizer": cpu_copy(self.optimizer.state_dict()),
-            "step_count": self.step_count,
-            "generator": self.generator.get_state(),
-            "generator_device": self.generator.device.type,
-            "variance_scale": dict(self.variance_scale),
-        }
-        stale = {k: v for k, v in self._calibrated_at.items() if v != self.step_count}
-        if stale:
-            # scales made for earlier weights: a load keeps warning about them (written only
-            # then, so the files of calibrated or uncalibrated models are as before)
-            st["calibrated_at"] = stale
-        if hasattr(self.grid, "state_dict"):
-            st["grid"] = self.grid.state_dict()
-        return st
+        return model_state(self)
 
     def save(self, path: str | Path) -> Path:
         """Write config, weights, optimiser and RNG state (``torch.save``) to the file ``path``

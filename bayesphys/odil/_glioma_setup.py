@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .._checkpoint import check_built_settings, in_quiet_rebuild, quiet_rebuild, shape_settings
+from .._built_settings import check_built_settings, shape_settings
+from .._checkpoint_rebuild import in_quiet_rebuild, quiet_rebuild
 from .._checks import did_you_mean
 from .._device import as_tensor, model_device, own_memory, single_or_double
 from .._stack import user_stacklevel

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 
 from .._fit_callback import call_propagating, propagating
-from .._model import FitResult, optimize, optimizer_state_finite
+from .._fit_state import optimizer_state_finite
+from .._model import FitResult, optimize
 from .._time_budget import TimeBudget
 from .problem import DiscreteProblem
 

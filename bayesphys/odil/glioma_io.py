@@ -8,14 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._checkpoint import (
-    load_checkpoint,
-    quiet_rebuild,
-    rebuilding,
-    refuse_unknown,
-    require_entries,
-    save_checkpoint,
-)
+from .._checkpoint import load_checkpoint, save_checkpoint
+from .._checkpoint_rebuild import quiet_rebuild, rebuilding, refuse_unknown, require_entries
 from .._checks import check_bool, check_int, check_keys, check_real
 from .._device import model_device, resolve_dtype
 from .._model import FitResult

@@ -14,11 +14,16 @@ from .anp import AttentiveNP
 from .calibration import (
     HybridCalibration,
     fit_hybrid,
-    fit_local_scale,
     hybrid_covariance,
-    select_candidate,
 )
-from .conditional import LocalScale, ParameterMap, fit_parameter_map, local_coverage_scale
+from .candidate_selection import select_candidate
+from .conditional import (
+    LocalScale,
+    ParameterMap,
+    fit_local_scale,
+    fit_parameter_map,
+    local_coverage_scale,
+)
 from .evaluate import shock_position, shock_posterior, slice_scores
 from .inequality import nonnegative_posterior, project_nonnegative
 from .mass_check import (

@@ -15,7 +15,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_optional_seed, check_real, did_you_mean
 from .._device import as_tensor
 from ..problems.gpme import PROBLEM_CLASSES, GPMEData, GPMEProblem, get_problem
-from .calibration import check_selection
+from .candidate_selection import check_selection
 
 _F64 = torch.float64
 

@@ -29,7 +29,8 @@ from .._warning_types import BayesphysUserWarning
 from ..posterior import GaussianPosterior
 from ..problems.gpme import make_dataset
 from ._inputs import check_mass
-from .calibration import HybridCalibration, fit_hybrid, fit_local_scale, hybrid_covariance
+from .calibration import HybridCalibration, fit_hybrid, hybrid_covariance
+from .conditional import fit_local_scale
 from .mass_check import (
     add_discrepancy,
     discrepancy_roots,

@@ -8,14 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._checkpoint import (
-    check_shape_settings,
-    load_checkpoint,
-    rebuilding,
-    refuse_unknown,
-    require_entries,
-    save_checkpoint,
-)
+from .._built_settings import check_shape_settings
+from .._checkpoint import load_checkpoint, save_checkpoint
+from .._checkpoint_rebuild import rebuilding, refuse_unknown, require_entries
 from .._checks import check_int, check_real
 from .._device import model_device, resolve_dtype
 from .._process_state import streams_kept

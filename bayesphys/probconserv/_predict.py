@@ -34,9 +34,10 @@ from ._config import ANP_COVARIANCES
 from ._inputs import check_mass, check_sigma_g_value
 from ._model_calibration import calibrated_step1, warn_stale_calibration
 from ._trained_range import warn_outside_trained
+from ._update_checks import check_sigma_g, check_sigma_g_shape
 from .anp import check_sets
 from .mixture_update import check_mixture_memory, conserve_latent_mixture
-from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezoid_weights
+from .update import conserve_slices, trapezoid_weights
 
 if TYPE_CHECKING:
     from ..problems.gpme import GPMEData

@@ -19,7 +19,8 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_real, stream_seed
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._fit_callback import FitCallback, check_fit_callback
-from .._model import FitResult, optimize, optimizer_state_finite, release_grads
+from .._fit_state import optimizer_state_finite
+from .._model import FitResult, optimize, release_grads
 from .._time_budget import TimeBudget, check_max_seconds
 from ..problems.gpme import GPMEData, make_dataset
 from ..problems.gpme.base import params_checked

@@ -36,10 +36,11 @@ held-out MSE. ``local_scale=True`` also takes the coverage scale from the analog
 z-scores (off by default: it did not improve coverage on the benchmark).
 
 Parameter-conditional scale (``ProbConserv.calibrate(..., local_functions=M)``,
-:func:`fit_local_scale`): the scalar scales assume one error level over the whole training
-range; :mod:`~bayesphys.probconserv.conditional` replaces them by a localized split-conformal
-scale :math:`s(\hat\theta)` in an inferred parameter :math:`\hat\theta(\mu, b)`, fitted on
-``M`` further training-distribution functions scored under the final hybrid covariance.
+:func:`~bayesphys.probconserv.conditional.fit_local_scale`): the scalar scales assume one
+error level over the whole training range; :mod:`~bayesphys.probconserv.conditional`
+replaces them by a localized split-conformal scale :math:`s(\hat\theta)` in an inferred
+parameter :math:`\hat\theta(\mu, b)`, fitted on ``M`` further
+training-distribution functions scored under the final hybrid covariance.
 
 Structure is kept: a low-rank-plus-diagonal / diagonal model covariance becomes
 ``LowRankRootAddedDiagLinearOperator`` with root :math:`[\sqrt{s\beta a}R,\ \sqrt{s(1-\beta)/V}E]`
@@ -67,19 +68,16 @@ from .._device import ArrayLike, as_tensor
 from .._quantile import quantile_of_all
 from ..posterior import GaussianPosterior
 from ._calibration_state import check_state
-from .conditional import LocalScale, choose_bandwidth, fit_parameter_map
-from .update import check_covariance
+from ._update_checks import check_covariance
+from .candidate_selection import SELECTIONS, check_selection, paired_se, select_candidate
+from .conditional import LocalScale
 
 __all__ = [
     "HybridCalibration",
     "hybrid_covariance",
     "fit_hybrid",
-    "select_candidate",
-    "paired_se",
-    "check_selection",
     "coverage_scale",
     "local_root",
-    "fit_local_scale",
 ]
 
 _F64 = torch.float64
@@ -111,7 +109,7 @@ class HybridCalibration:
     val_mean: Tensor | None = None  # [V, nt, N] Step-1 means of the validation functions
 
     val_z: dict[str, Tensor] | None = None  # out-of-fold z-scores [V, nt, N] per stage
-    local: LocalScale | None = None  # parameter-conditional scales (``fit_local_scale``)
+    local: LocalScale | None = None  # parameter-conditional scales (fit_local_scale)
     # mass-residual discrepancy (``mass_check``), fitted with ``local`` and used only with it;
     # None: off
     mass_kappa: float | None = None
@@ -328,84 +326,6 @@ def coverage_scale(z: Tensor) -> float:
     return float((q / Z90) ** 2)
 
 
-SELECTIONS = ("min", "one_se")
-
-
-def check_selection(selection: str) -> None:
-    """Raise a ``ValueError`` naming ``selection`` unless it is one of :data:`SELECTIONS`."""
-    if selection not in SELECTIONS:
-        raise ValueError(
-            f"selection: expected one of {SELECTIONS}, received "
-            f"{selection!r}{did_you_mean(selection, SELECTIONS)}"
-        )
-
-
-def select_candidate(
-    cv: dict[tuple[int, float], float],
-    per_function: dict[tuple[int, float], Tensor],
-    selection: str = "min",
-) -> tuple[int, float]:
-    r"""The ``(K, beta)`` of :func:`fit_hybrid` from held-out MSEs ``cv[c]`` and the
-    per-function held-out MSEs ``per_function[c] [V]`` (``cv[c]`` is their mean; see
-    :func:`fit_hybrid`'s ``selection``)."""
-    check_selection(selection)
-    cv, per_function = _check_candidates(cv, per_function)
-    best = min(cv, key=cv.get)
-    if selection == "min":
-        return best
-    se = paired_se(per_function, best)
-    near = [c for c, m in cv.items() if m <= cv[best] + se[c]]
-    return min(near, key=lambda c: (-c[1], c[0] != 0, c[0]))
-
-
-def _check_candidates(
-    cv, per_function
-) -> tuple[dict[tuple[int, float], float], dict[tuple[int, float], Tensor]]:
-    """``cv`` and ``per_function`` of :func:`select_candidate` checked: dicts keyed by
-    ``(K, beta)`` pairs, finite held-out MSEs, and per-function MSEs ``[V]`` of one length for
-    every candidate. (A NaN MSE made the choice depend on the dict's order; per-function MSEs
-    of different lengths, or not tensors, failed inside torch.)"""
-    for name, d in (("cv", cv), ("per_function", per_function)):
-        if not isinstance(d, dict):
-            raise TypeError(
-                f"{name}: expected a dict keyed by (K, beta) candidates, received "
-                f"{type(d).__name__}"
-            )
-    if not cv:
-        raise ValueError("cv: expected at least one (K, beta) candidate")
-    bad = [c for c in cv if not (isinstance(c, tuple) and len(c) == 2)]
-    if bad:
-        raise ValueError(f"cv: expected (K, beta) pairs as keys, received {bad[0]!r}")
-    missing = [c for c in cv if c not in per_function]
-    if missing:
-        raise ValueError(
-            f"per_function: expected the per-function MSEs of every candidate in cv, missing "
-            f"{missing}"
-        )
-    cv = {c: check_real(f"cv[{c!r}]", m) for c, m in cv.items()}
-    per = {c: as_tensor(f"per_function[{c!r}]", per_function[c], real=True) for c in cv}
-    sizes = {tuple(p.shape) for p in per.values()}
-    if len(sizes) > 1 or next(iter(sizes)) == () or len(next(iter(sizes))) != 1:
-        raise ValueError(
-            "per_function: expected one MSE per validation function, shape [V] with the same "
-            f"V for every candidate, received shapes {sorted(sizes)}"
-        )
-    return cv, per
-
-
-def paired_se(
-    per_function: dict[tuple[int, float], Tensor], best: tuple[int, float]
-) -> dict[tuple[int, float], float]:
-    r"""Paired standard error of each candidate's held-out MSE against ``best``:
-    :math:`\operatorname{sd}_v(e_{c,v} - e_{c^*,v})/\sqrt V` from ``per_function[c] [V]``
-    (0 with one function)."""
-    v = per_function[best].numel()
-    return {
-        c: float((p - per_function[best]).std()) / math.sqrt(v) if v > 1 else 0.0
-        for c, p in per_function.items()
-    }
-
-
 def fit_hybrid(
     mean: Tensor,
     cov: LinearOperator | Tensor,
@@ -598,48 +518,3 @@ def _check_update(update):
             f"received {getattr(update, '__name__', type(update).__name__)}{sig}"
         ) from err
     return update
-
-
-def fit_local_scale(
-    val_mean: Tensor,
-    val_mass: Tensor,
-    val_theta: Tensor,
-    cal_mean: Tensor,
-    cal_mass: Tensor,
-    cal_theta: Tensor,
-    z: dict[str, Tensor],
-    train_range: tuple[float, float],
-    bandwidths: Sequence[float] = (0.1, 0.2, 0.4, math.inf),
-    rank: int = 3,
-) -> LocalScale:
-    r"""Parameter-conditional variance scales (:mod:`~bayesphys.probconserv.conditional`).
-
-    The map :math:`\hat\theta(\mu, b)` is fitted on the ``V`` validation functions that built
-    the hybrid covariance (``val_mean [V, nt, N]``, ``val_mass [V, nt]``, ``val_theta [V]``);
-    the localized conformal scales on ``M`` *other* calibration functions (``cal_mean
-    [M, nt, N]``, ``cal_mass [M, nt]``, ``cal_theta [M]``) with z-scores ``z[stage]
-    [M, nt, N]`` under the final hybrid covariance at scale 1 (split conformal: the functions
-    that give the error root never score it). The bandwidth per stage by
-    :func:`~bayesphys.probconserv.conditional.choose_bandwidth` (true parameters of the
-    calibration functions, equal-width bins of ``train_range``).
-    """
-    if not isinstance(z, dict):
-        raise TypeError(f"z: expected a dict {{stage: z-scores}}, received {type(z).__name__}")
-    if not z:
-        raise ValueError("z: expected at least one stage ('prior', 'post')")
-    val_mean, val_mass, val_theta, cal_mean, cal_mass, cal_theta = (
-        t.detach().cpu() for t in (val_mean, val_mass, val_theta, cal_mean, cal_mass, cal_theta)
-    )
-    z = {k: v.detach().cpu() for k, v in z.items()}
-    lo, hi = float(train_range[0]), float(train_range[1])
-    pmap = fit_parameter_map(val_mean, val_mass, val_theta, (lo, hi), rank=rank)
-    u = pmap.unit(cal_mean, cal_mass)
-    absz, bw, cv = {}, {}, {}
-    for stage, zs in z.items():
-        if zs.shape != cal_mean.shape:
-            raise ValueError(
-                f"z[{stage!r}]: expected shape {tuple(cal_mean.shape)}, received {tuple(zs.shape)}"
-            )
-        absz[stage] = zs.abs().to(_F64)
-        bw[stage], cv[stage] = choose_bandwidth(absz[stage], u, cal_theta, lo, hi, bandwidths)
-    return LocalScale(pmap, u, absz, bw, cv)

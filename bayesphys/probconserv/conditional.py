@@ -53,6 +53,7 @@ from .._checks import check_int, check_range, check_real, did_you_mean
 from ._calibration_state import check_state
 
 __all__ = [
+    "fit_local_scale",
     "ParameterMap",
     "fit_parameter_map",
     "local_coverage_scale",
@@ -399,3 +400,48 @@ _PMAP_KINDS = {
     "lo": "number",
     "hi": "number",
 }
+
+
+def fit_local_scale(
+    val_mean: Tensor,
+    val_mass: Tensor,
+    val_theta: Tensor,
+    cal_mean: Tensor,
+    cal_mass: Tensor,
+    cal_theta: Tensor,
+    z: dict[str, Tensor],
+    train_range: tuple[float, float],
+    bandwidths: Sequence[float] = (0.1, 0.2, 0.4, math.inf),
+    rank: int = 3,
+) -> LocalScale:
+    r"""Parameter-conditional variance scales (:mod:`~bayesphys.probconserv.conditional`).
+
+    The map :math:`\hat\theta(\mu, b)` is fitted on the ``V`` validation functions that built
+    the hybrid covariance (``val_mean [V, nt, N]``, ``val_mass [V, nt]``, ``val_theta [V]``);
+    the localized conformal scales on ``M`` *other* calibration functions (``cal_mean
+    [M, nt, N]``, ``cal_mass [M, nt]``, ``cal_theta [M]``) with z-scores ``z[stage]
+    [M, nt, N]`` under the final hybrid covariance at scale 1 (split conformal: the functions
+    that give the error root never score it). The bandwidth per stage by
+    :func:`~bayesphys.probconserv.conditional.choose_bandwidth` (true parameters of the
+    calibration functions, equal-width bins of ``train_range``).
+    """
+    if not isinstance(z, dict):
+        raise TypeError(f"z: expected a dict {{stage: z-scores}}, received {type(z).__name__}")
+    if not z:
+        raise ValueError("z: expected at least one stage ('prior', 'post')")
+    val_mean, val_mass, val_theta, cal_mean, cal_mass, cal_theta = (
+        t.detach().cpu() for t in (val_mean, val_mass, val_theta, cal_mean, cal_mass, cal_theta)
+    )
+    z = {k: v.detach().cpu() for k, v in z.items()}
+    lo, hi = float(train_range[0]), float(train_range[1])
+    pmap = fit_parameter_map(val_mean, val_mass, val_theta, (lo, hi), rank=rank)
+    u = pmap.unit(cal_mean, cal_mass)
+    absz, bw, cv = {}, {}, {}
+    for stage, zs in z.items():
+        if zs.shape != cal_mean.shape:
+            raise ValueError(
+                f"z[{stage!r}]: expected shape {tuple(cal_mean.shape)}, received {tuple(zs.shape)}"
+            )
+        absz[stage] = zs.abs().to(_F64)
+        bw[stage], cv[stage] = choose_bandwidth(absz[stage], u, cal_theta, lo, hi, bandwidths)
+    return LocalScale(pmap, u, absz, bw, cv)

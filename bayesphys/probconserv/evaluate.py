@@ -29,7 +29,8 @@ from .._renamed import renamed_kwargs
 from .._stack import user_stacklevel
 from .._warning_types import BayesphysUserWarning
 from ..posterior import GaussianPosterior, Posterior
-from .update import check_slice_mass, trapezoid_weights
+from ._update_checks import check_slice_mass
+from .update import trapezoid_weights
 
 __all__ = ["slice_scores", "shock_position", "shock_posterior"]
 

@@ -22,7 +22,8 @@ from .._device import ArrayLike, as_tensor
 from .._posterior_base import is_posterior
 from .._renamed import renamed_kwargs
 from ..posterior import Posterior, SamplePosterior
-from .update import check_slice_mass, trapezoid_weights
+from ._update_checks import check_slice_mass
+from .update import trapezoid_weights
 
 __all__ = ["project_nonnegative", "nonnegative_posterior"]
 

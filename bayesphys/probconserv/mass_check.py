@@ -73,7 +73,8 @@ from torch import Tensor
 
 from .._checks import check_broadcasts, check_real
 from .._device import ArrayLike, as_tensor
-from .update import check_covariance, cov_times_gt
+from ._update_checks import check_covariance
+from .update import cov_times_gt
 
 __all__ = [
     "mass_residual",

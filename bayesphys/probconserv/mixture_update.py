@@ -59,13 +59,8 @@ from .._checks import check_dense_memory, check_real
 from .._device import ArrayLike, as_tensor, check_finite
 from .._linalg import psd_eigen_root
 from ..posterior import GaussianPosterior
-from .update import (
-    check_sigma_g,
-    check_sigma_g_shape,
-    check_slice_mass,
-    conserve_slices,
-    trapezoid_weights,
-)
+from ._update_checks import check_sigma_g, check_sigma_g_shape, check_slice_mass
+from .update import conserve_slices, trapezoid_weights
 
 __all__ = ["conserve_latent_mixture"]
 

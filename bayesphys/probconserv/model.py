@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checkpoint import check_built_settings, shape_settings
+from .._built_settings import check_built_settings, shape_settings
 from .._checks import check_real
 from .._detached import warn_detached
 from .._device import as_tensor, model_device

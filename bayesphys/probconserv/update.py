@@ -34,9 +34,7 @@ result is float64.
 
 from __future__ import annotations
 
-import copy
 import math
-import numbers
 
 import torch
 from linear_operator import to_linear_operator
@@ -51,15 +49,20 @@ from torch import Tensor
 
 from .._checks import (
     check_bool,
-    check_broadcasts,
     check_increasing,
     check_real,
     did_you_mean,
 )
 from .._device import ArrayLike, as_tensor, check_finite
-from .._gaussian_posterior import move_root
-from .._structured_root import structured_root
 from ..posterior import GaussianPosterior
+from ._update_checks import (
+    check_covariance,
+    check_sigma_g,
+    check_sigma_g_shape,
+    check_slice_mass,
+    refuse_not_pd,
+)
+from ._update_roots import CovarianceRoot, UpdatedRoot, prior_root
 
 __all__ = [
     "trapezoid_weights",
@@ -102,104 +105,6 @@ def _cov64(cov: LinearOperator | Tensor) -> LinearOperator:
     if isinstance(cov, Tensor):
         cov = to_linear_operator(cov)
     return cov.to(_F64)
-
-
-def _prior_root(prior: GaussianPosterior):
-    """The prior's custom sampler (or ``None``) for float64 base noise: a custom root is
-    written for the prior's own dtype, the update's draws are float64."""
-    base = prior._custom_root
-    if base is None or prior.dtype == _F64:
-        return base
-    return _CastRoot(base, prior.dtype)
-
-
-class _CastRoot:
-    """A custom root run in its own dtype on float64 noise (a class, so that it pickles
-    whenever the wrapped root does)."""
-
-    def __init__(self, base, dtype: torch.dtype) -> None:
-        self.base, self.dtype = base, dtype
-
-    def __call__(self, z: Tensor) -> Tensor:
-        return self.base(z.to(self.dtype)).to(z.dtype)
-
-    def to(self, device: torch.device) -> _CastRoot:
-        """A copy with the wrapped root on ``device`` (for :meth:`GaussianPosterior.to`)."""
-        return _CastRoot(move_root(self.base, device), self.dtype)
-
-
-class _CovarianceRoot:
-    """``z -> L z`` for a root of ``cov``: built at once (for ``base_dim``) unless ``root``, a
-    structured root of ``cov`` already factorised (the prior's own), is given; dropped when
-    pickled (the structured root holds closures) and rebuilt on first use after that."""
-
-    def __init__(self, cov: LinearOperator, root=None) -> None:
-        self.cov, self._root = cov, root
-        self.base_dim = self._get().base_dim
-
-    def _get(self):
-        if self._root is None:
-            self._root = structured_root(self.cov, "prior covariance")
-        return self._root
-
-    def __call__(self, z: Tensor) -> Tensor:
-        return self._get().apply(z)
-
-    def to(self, device: torch.device) -> _CovarianceRoot:
-        """A copy for the covariance on ``device`` (for :meth:`GaussianPosterior.to`); its
-        root is rebuilt there on first use."""
-        out = copy.copy(self)
-        out.cov, out._root = self.cov.to(device), None
-        return out
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_root": None}
-
-
-class _UpdatedRoot:
-    r"""Draws of the updated field from base noise ``z [..., base_dim (+ m)]``:
-    :math:`f - K(Gf + \sigma_G \varepsilon)` with :math:`f` = the prior root's draw
-    ``[..., N]`` (``sig=None``: the limit :math:`\sigma_G = 0`, no extra noise). A class, not
-    a closure, so that the updated posterior pickles."""
-
-    def __init__(self, base_root, base_dim: int, n: int, G: Tensor, gain: Tensor, sig) -> None:
-        self.base_root, self.base_dim, self.n = base_root, base_dim, n
-        self.G, self.gain, self.sig = G, gain, sig
-
-    def __call__(self, z: Tensor) -> Tensor:
-        f = self.base_root(z[..., : self.base_dim]).reshape(*z.shape[:-1], self.n)
-        gf = (self.G @ f.unsqueeze(-1)).squeeze(-1)
-        if self.sig is not None:
-            gf = gf + self.sig * z[..., self.base_dim :]
-        return f - (self.gain @ gf.unsqueeze(-1)).squeeze(-1)
-
-    def to(self, device: torch.device) -> _UpdatedRoot:
-        """A copy on ``device``, the prior's root included (for :meth:`GaussianPosterior.to`)."""
-        return _UpdatedRoot(
-            move_root(self.base_root, device),
-            self.base_dim,
-            self.n,
-            self.G.to(device),
-            self.gain.to(device),
-            None if self.sig is None else self.sig.to(device),
-        )
-
-
-def check_covariance(name: str, cov) -> None:
-    """Refuse a ``cov`` that is no ``LinearOperator`` or real tensor of square matrices
-    ``[*batch, N, N]`` (a list failed on a missing attribute; a non-square tensor was
-    multiplied as if it were a covariance)."""
-    if not isinstance(cov, LinearOperator | Tensor):
-        raise TypeError(
-            f"{name}: expected a LinearOperator or a tensor [*batch, N, N], received "
-            f"{type(cov).__name__}"
-        )
-    if isinstance(cov, Tensor) and (cov.is_complex() or cov.dtype == torch.bool):
-        raise TypeError(f"{name}: expected real values, received dtype {cov.dtype}")
-    if cov.dim() < 2 or cov.shape[-1] != cov.shape[-2]:
-        raise ValueError(
-            f"{name}: expected square matrices [*batch, N, N], received shape {tuple(cov.shape)}"
-        )
 
 
 def cov_times_gt(cov: LinearOperator | Tensor, gt: ArrayLike) -> Tensor:
@@ -281,45 +186,6 @@ def _prepare(prior: GaussianPosterior, G: Tensor, b: Tensor | float):
     return mean, G, b, n, m
 
 
-def check_slice_mass(mass, batch: torch.Size, dtype: torch.dtype, device) -> Tensor:
-    """``mass`` as a tensor of ``dtype`` on ``device`` that broadcasts to the posterior's
-    ``batch`` shape ``[B, nt]`` (one value per function and time slice), or a clear error."""
-    mass = as_tensor("mass", mass, dtype=dtype, device=device)
-    check_broadcasts(
-        "mass",
-        mass.shape,
-        batch,
-        f"shape {tuple(batch)} (one value per function and time slice) or broadcastable to it",
-    )
-    return mass
-
-
-def check_sigma_g(sigma_g) -> None:
-    """Refuse a ``sigma_g`` that is no number or real tensor, or holds NaN or negative values
-    (``inf`` is allowed: no update)."""
-    if isinstance(sigma_g, bool) or (isinstance(sigma_g, Tensor) and sigma_g.dtype == torch.bool):
-        raise TypeError(f"sigma_g: expected a number >= 0 or a tensor, received {sigma_g!r}")
-    if not isinstance(sigma_g, numbers.Real):
-        t = as_tensor("sigma_g", sigma_g, finite=False)
-        if t.is_complex():  # bool was refused above: every other dtype holds real values
-            raise TypeError(f"sigma_g: expected real values, received dtype {t.dtype}")
-        bad = bool((torch.isnan(t) | (t < 0)).any())
-    else:
-        bad = not float(sigma_g) >= 0
-    if bad:
-        raise ValueError(f"sigma_g: expected non-negative values (or inf), received {sigma_g!r}")
-
-
-def check_sigma_g_shape(sigma_g, shape: tuple[int, ...]) -> None:
-    """Refuse a tensor ``sigma_g`` that does not broadcast to ``shape`` (batch x constraints)."""
-    check_broadcasts(
-        "sigma_g",
-        torch.as_tensor(sigma_g).shape,
-        shape,
-        f"a number or values broadcastable to {tuple(shape)} (batch x constraints)",
-    )
-
-
 def _sigma(sigma_g, s_prior: Tensor, relative: bool) -> Tensor:
     # sigma_g is checked (check_sigma_g: no NaN, nothing negative) by the one caller
     sig = torch.as_tensor(sigma_g, dtype=_F64, device=s_prior.device)
@@ -328,28 +194,6 @@ def _sigma(sigma_g, s_prior: Tensor, relative: bool) -> Tensor:
         unit = s_prior.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
         sig = torch.where(torch.isinf(sig), sig, sig * unit)
     return sig.expand(s_prior.shape[:-1])
-
-
-def _refuse_not_pd(s_prior: Tensor, sig: Tensor, info: Tensor) -> None:
-    """The ``ValueError`` for a ``G Sigma G^T + sigma_g^2 I`` without a Cholesky factor: an
-    indefinite prior's, or (nearly dependent rows, e.g. two sensors' almost equal mass rows,
-    with a ``sigma_g`` below round-off) one whose ``G Sigma G^T`` is singular to working
-    precision and whose round-off negatives ``sigma_g^2`` does not lift."""
-    failed = info.reshape(-1) > 0
-    ev = torch.linalg.eigvalsh(s_prior.reshape(-1, *s_prior.shape[-2:])[failed])
-    lo, hi = float(ev[:, 0].min()), float(ev[:, -1].max())
-    round_off = 1e3 * torch.finfo(s_prior.dtype).eps * max(hi, 0.0)
-    if lo < -round_off or hi <= 0:  # beyond round-off: the prior covariance is not PSD
-        raise ValueError("G Sigma G^T + sigma_g^2 I: not positive definite")
-    smallest = float(sig.reshape(-1, sig.shape[-1])[failed].min())
-    raise ValueError(
-        "G Sigma G^T + sigma_g^2 I: not positive definite to working precision for "
-        f"{int(failed.sum())} batch entries: G Sigma G^T is singular there (eigenvalues from "
-        f"{lo:.3e} to {hi:.3e}: its constraint rows are linearly dependent, or nearly so, under "
-        f"the prior, e.g. two rows almost equal), and sigma_g = {smallest:.3e} is below its "
-        f"round-off; give a sigma_g above about {math.sqrt(round_off):.1e}, "
-        "or merge the dependent rows into one"
-    )
 
 
 def conservation_update(
@@ -449,7 +293,7 @@ def conservation_update(
             cov,
             event_shape=prior.event_shape,
             validate=False,
-            root=_prior_root(prior),
+            root=prior_root(prior),
             root_dim=prior._custom_root_dim,
         )
     if bool(torch.isinf(sig).any()):
@@ -499,7 +343,7 @@ def conservation_update(
             )
     chol, info = torch.linalg.cholesky_ex(s)
     if bool(info.any()):
-        _refuse_not_pd(s_prior, sig, info)
+        refuse_not_pd(s_prior, sig, info)
     gain = torch.cholesky_solve(sgt.mT, chol).mT  # K [*batch, N, m]
 
     def gm(v: Tensor) -> Tensor:
@@ -514,21 +358,21 @@ def conservation_update(
     new_cov = SumLinearOperator(cov, MatmulLinearOperator(-gain, sgt.mT))
 
     if prior._custom_root is not None:
-        base_root, base_dim = _prior_root(prior), int(prior._custom_root_dim)
+        base_root, base_dim = prior_root(prior), int(prior._custom_root_dim)
     else:
         # a float64 prior's covariance is ``cov``: its own root (factorised when it was
         # validated, or now and kept by the prior) serves the draws, the same factor to the bit;
         # a second factorisation of the prior was ~97 % of the update's time (1.5 s for 200
         # slices of 200 points)
         own = prior._get_root() if prior.dtype == _F64 else None
-        base_root = _CovarianceRoot(cov, own)
+        base_root = CovarianceRoot(cov, own)
         base_dim = base_root.base_dim
     extra = 0 if limit else m
     # a sigma_g whose square overflows (> ~1.3e154) has a zero gain column, so capping it
     # changes no draw; uncapped, sigma_g * xi overflowed near 1e308 and 0 * inf made NaN draws
     # G copied (its graph kept): the sampler held the caller's tensor, so an in-place edit of G
     # after the update (a buffer reused for the next slice) changed the draws, not the mean
-    root = _UpdatedRoot(
+    root = UpdatedRoot(
         base_root, base_dim, n, G.clone(), gain, sig.clamp_max(1e300) if extra else None
     )
 
@@ -597,7 +441,7 @@ def hard_projection(prior: GaussianPosterior, G: Tensor, b: Tensor | float) -> G
         _cov64(prior.covariance),
         event_shape=prior.event_shape,
         validate=False,
-        root=_prior_root(prior),
+        root=prior_root(prior),
         root_dim=prior._custom_root_dim,
     )
 

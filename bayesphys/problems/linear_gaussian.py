@@ -29,13 +29,8 @@ from pathlib import Path
 
 import torch
 
-from .._checkpoint import (
-    load_checkpoint,
-    rebuilding,
-    refuse_unknown,
-    require_entries,
-    save_checkpoint,
-)
+from .._checkpoint import load_checkpoint, save_checkpoint
+from .._checkpoint_rebuild import rebuilding, refuse_unknown, require_entries
 from .._checks import (
     check_dense_memory,
     check_int,

@@ -11,8 +11,8 @@ import torch
 
 from bayesphys.gp_pde import GPPDESolver
 from bayesphys.gp_pde._kron import face_values, kron_dense
+from bayesphys.gp_pde.dense_solve import DenseSolve
 from bayesphys.gp_pde.operator import detach_factors
-from bayesphys.gp_pde.solve import DenseSolve
 
 F64 = torch.float64
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("kind", sorted(SETTINGS))
 def test_an_interrupt_after_a_steps_update_counts_that_step(kind, monkeypatch):
     m, seen = GPPDESolver("poisson1d-low", seed=0, **SETTINGS[kind]), {}
-    real, calls = model_mod._loss_and_state, {"n": 0}
+    real, calls = model_mod.loss_and_state, {"n": 0}
 
     def interrupt_after_third(loss, states, where):
         # optimize reads each step's loss back once the step returned (its update taken)
@@ -32,7 +32,7 @@ def test_an_interrupt_after_a_steps_update_counts_that_step(kind, monkeypatch):
                 raise KeyboardInterrupt
         return real(loss, states, where)
 
-    monkeypatch.setattr(model_mod, "_loss_and_state", interrupt_after_third)
+    monkeypatch.setattr(model_mod, "loss_and_state", interrupt_after_third)
     with pytest.raises(KeyboardInterrupt):
         m.fit(
             steps=6,
@@ -40,7 +40,7 @@ def test_an_interrupt_after_a_steps_update_counts_that_step(kind, monkeypatch):
             callback=lambda model, step: seen.setdefault(step, solver_state(model)),
             callback_every=1,
         )
-    monkeypatch.setattr(model_mod, "_loss_and_state", real)
+    monkeypatch.setattr(model_mod, "loss_and_state", real)
     # the 3rd step's update is held (its callback saw these values): it was counted as not done
     assert sorted(seen) == [1, 2, 3] and same_state(solver_state(m), seen[3])
     assert m.steps_done == 3 and m.history["fit_steps"] == [3]

@@ -62,7 +62,7 @@ def test_dense_posterior_keeps_only_what_its_draws_need(monkeypatch, problem, kw
     """The posterior of a dense solve kept the whole solver, with its [M, M] operator matrix
     (288 MB at the dense solve's 6000 points) that no draw reads; it keeps the two factors
     its draws use, and its mean, variances and draws are bit for bit those of the solver."""
-    from bayesphys.gp_pde.solve import DenseSolve
+    from bayesphys.gp_pde.dense_solve import DenseSolve
 
     torch.set_num_threads(1)
     model = GPPDESolver(problem, num_mixtures=2, seed=0, **kw)

@@ -415,7 +415,7 @@ def test_dense_solve_beyond_memory_is_refused_before_its_matrices(
     the device's memory it is refused by name before the Kronecker products are formed."""
     _, _, op, fac, _, _ = _setup((12, 10), 0)
     memory_limit(500_000)  # M = 120: about 0.9 MB
-    no_dense_allocation("bayesphys.gp_pde.solve.kron_dense")
+    no_dense_allocation("bayesphys.gp_pde.dense_solve.kron_dense")
     with pytest.raises(
         MemoryError,
         match=r"^factors: the dense solve on a \(12, 10\) grid \(\[120, 120\] matrices, "

@@ -2,7 +2,7 @@
 
 - ``fit_hybrid`` wrote the held-out errors of device tensors into a CPU buffer.
 - ``HybridCalibration.state`` kept device tensors (a checkpoint then needed that device).
-- The updated posteriors' samplers (``_UpdatedRoot``, ``_CovarianceRoot``, ``_CastRoot``) stayed
+- The updated posteriors' samplers (``UpdatedRoot``, ``CovarianceRoot``, ``CastRoot``) stayed
   on the old device under ``GaussianPosterior.to``.
 
 ``meta`` tensors stand in for a second device on the CPU (``model_device`` refuses them, so
@@ -75,12 +75,12 @@ def _posteriors() -> dict[str, GaussianPosterior]:
     mass = torch.tensor([0.3, -0.1], dtype=F64)
     g = trapezoid_weights(x).unsqueeze(0)
     return {
-        # _UpdatedRoot over _CovarianceRoot (the prior has no sampler of its own)
+        # UpdatedRoot over CovarianceRoot (the prior has no sampler of its own)
         "covariance": conserve_slices(_prior(), x, mass, sigma_g=0.05),
         "covariance-limit": conserve_slices(_prior(), x, mass),
-        # _UpdatedRoot over _CastRoot over the prior's own (float32) sampler
+        # UpdatedRoot over CastRoot over the prior's own (float32) sampler
         "cast": conservation_update(_prior(torch.float32, _MovableRoot), g, mass[:, None], 0.05),
-        # _CastRoot alone (the HardC projection keeps the prior's sampler)
+        # CastRoot alone (the HardC projection keeps the prior's sampler)
         "hardc": hard_projection(_prior(torch.float32, _MovableRoot), g, mass[:, None]),
     }
 
