@@ -48,6 +48,7 @@ from ._setup import (
     check_loadable_config,
     init_solver,
 )
+from ._warm_start import copy_hyperparameters
 from .operator import detach_factors, grid_factors
 from .posterior import (
     check_field_points,
@@ -540,26 +541,7 @@ class GPPDESolver:
         """
         if not isinstance(other, GPPDESolver):
             raise TypeError(f"other: expected a GPPDESolver, received {type(other).__name__}")
-        if len(other.kernels) != len(self.kernels):
-            raise ValueError(f"other: expected a {self.dim}-D solver, received a {other.dim}-D one")
-        q, qo = self.config["num_mixtures"], other.config["num_mixtures"]
-        if qo != q:
-            raise ValueError(
-                f"other: expected a solver with num_mixtures={q} (this one's), received "
-                f"num_mixtures={qo}"
-            )
-        k, ko = self.config["kind"], other.config["kind"]
-        if ko != k:  # same parameter names, different meaning (e.g. a length scale's form)
-            raise ValueError(
-                f"other: expected a solver with kind={k!r} (this one's), received kind={ko!r}"
-            )
-        self.kernels.load_state_dict(other.kernels.state_dict())
-        with torch.no_grad():
-            if self.config.get("nugget") is None:
-                self.log_tau_b.copy_(other.log_tau_b.detach())
-                self.log_tau_pde.copy_(other.log_tau_pde.detach())
-        self.u = torch.zeros_like(self.u)
-        self._solved_key = None
+        copy_hyperparameters(self, other)
         return self
 
     def mixture_weights(self) -> list[Tensor]:

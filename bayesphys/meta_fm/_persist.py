@@ -21,6 +21,8 @@ from .._built_settings import check_shape_settings
 from .._checkpoint_rebuild import refuse_unknown, require_entries
 from .._checks import check_bool, check_int, check_optional_seed
 from .._process_state import _GLOBAL_STATE
+from ._sources import saved_sources
+from ._treatments import saved_treatments
 from .config import MFMConfig
 from .embedding import PopulationEmbedding
 from .field import VectorField
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from .model import MetaFlowMatching
 
 __all__ = [
+    "restore_model",
     "model_checkpoint_config",
     "check_checkpoint_config",
     "check_from_state_arguments",
@@ -219,3 +222,23 @@ def check_ensemble_checkpoint(ck: dict[str, Any], path: Any) -> tuple[list[Any],
 def _count(v: Any) -> str:
     """How many members a list or tuple read from a checkpoint is for, or what it is instead."""
     return f"for {len(v)} members" if isinstance(v, (list, tuple)) else f"as a {type(v).__name__}"
+
+
+def restore_model(
+    cls: type[MetaFlowMatching], cfg: dict[str, Any], state: dict[str, Any], device: Any
+) -> MetaFlowMatching:
+    """:meth:`~bayesphys.meta_fm.MetaFlowMatching.from_state`: ``cfg`` and ``state`` checked,
+    the modules rebuilt without touching the caller's random streams, the training state
+    (seed, pairing, steps, treatments and sources seen, batch stream) and the weights given
+    back; the model is left in evaluation mode."""
+    check_from_state_arguments(cfg, state)
+    m = rebuild_unseeded(cls, cfg, device)
+    m.seed, m.paired, m.steps_done, stream = saved_training_state(cfg)
+    m._trained_treatments = saved_treatments(cfg.get("trained_treatments"), m.num_treatments)
+    m._trained_sources = saved_sources(cfg.get("trained_sources"), m.dim)
+    if stream is not None:  # a restored stream: split by rank at the next fit
+        m._train_gen, m._split_gen = stream, True
+    check_state_entries(m.net, state)
+    m.net.load_state_dict(state)
+    m.net.eval()
+    return m

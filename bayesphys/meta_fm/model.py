@@ -55,11 +55,8 @@ from ._fit import fit_model
 from ._net import build_net, cond_dim, net_dtype, population_onehots, treatment_onehot
 from ._persist import (
     check_checkpoint_config,
-    check_from_state_arguments,
-    check_state_entries,
     model_checkpoint_config,
-    rebuild_unseeded,
-    saved_training_state,
+    restore_model,
 )
 from ._predict import (
     check_draw_populations,
@@ -69,9 +66,9 @@ from ._predict import (
     push_populations,
 )
 from ._settings import check_training_data, model_config, model_settings
-from ._sources import saved_sources, warn_far_sources
+from ._sources import warn_far_sources
 from ._train import batch_loss, draw_batch
-from ._treatments import saved_treatments, warn_untrained_treatments
+from ._treatments import warn_untrained_treatments
 from ._type_frame import check_type_onehots
 from ._validate import check_features, check_populations, check_source_ids, training_rows
 from .config import MFMConfig
@@ -580,17 +577,7 @@ class MetaFlowMatching:
         maps each network weight's name to a tensor of that weight's own shape ``[*]`` (as
         ``state_dict`` gives). A ``cfg`` that is no such dict, or a ``state`` that is no dict of
         exactly those weights and shapes, is refused naming it (``TypeError``/``ValueError``)."""
-        check_from_state_arguments(cfg, state)
-        m = rebuild_unseeded(cls, cfg, device)
-        m.seed, m.paired, m.steps_done, stream = saved_training_state(cfg)
-        m._trained_treatments = saved_treatments(cfg.get("trained_treatments"), m.num_treatments)
-        m._trained_sources = saved_sources(cfg.get("trained_sources"), m.dim)
-        if stream is not None:  # a restored stream: split by rank at the next fit
-            m._train_gen, m._split_gen = stream, True
-        check_state_entries(m.net, state)
-        m.net.load_state_dict(state)
-        m.net.eval()
-        return m
+        return restore_model(cls, cfg, state, device)
 
     @classmethod
     @autograd_on()
