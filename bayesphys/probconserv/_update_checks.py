@@ -1,6 +1,6 @@
-"""Argument checks of ProbConserv's Step-2 update (:mod:`~bayesphys.probconserv.update`):
+r"""Argument checks of ProbConserv's Step-2 update (:mod:`~bayesphys.probconserv.update`):
 covariances, per-slice masses, the constraint noise ``sigma_g``, and the error for a
-constraint covariance :math:`G\\Sigma G^\top + \\sigma_G^2 I` without a Cholesky factor."""
+constraint covariance :math:`G\Sigma G^\top + \sigma_G^2 I` without a Cholesky factor."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ from torch import Tensor
 
 from .._checks import check_broadcasts
 from .._device import as_tensor
+
+__all__ = [
+    "check_covariance",
+    "check_sigma_g",
+    "check_sigma_g_shape",
+    "check_slice_mass",
+    "refuse_not_pd",
+]
 
 
 def check_covariance(name: str, cov) -> None:

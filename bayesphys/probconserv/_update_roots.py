@@ -19,6 +19,8 @@ from .._gaussian_posterior import move_root
 from .._structured_root import structured_root
 from ..posterior import GaussianPosterior
 
+__all__ = ["CastRoot", "CovarianceRoot", "UpdatedRoot", "prior_root"]
+
 _F64 = torch.float64
 
 
