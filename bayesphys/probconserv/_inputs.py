@@ -359,3 +359,25 @@ def check_calibrate_settings(
         local_functions,
         range_margin,
     )
+
+
+def context_points(context: Any) -> dict[str, Any]:
+    """The observed points of a :class:`~bayesphys.problems.gpme.GPMEData` ``context`` that the
+    Step-1 model reads (``x_context [B, Nc, 2]``, ``y_context [B, Nc]``), named as the caller
+    passes them, for :func:`~bayesphys._detached.warn_detached` (``{}`` for anything else: the
+    method's own check refuses it)."""
+    if not isinstance(context, GPMEData):
+        return {}
+    return {"context.x_context": context.x_context, "context.y_context": context.y_context}
+
+
+def detached_context(context: Any) -> Any:
+    """``context`` with its observed points detached (the Step-1 posterior is computed without
+    gradient; the model's inner predictors warned about them under their own names, e.g.
+    ``MetaGP.predict: yc requires grad``). ``params`` is kept: the analytic mass reads it."""
+    if not isinstance(context, GPMEData):
+        return context
+    xc, yc = context.x_context, context.y_context
+    if not any(isinstance(v, Tensor) and v.requires_grad for v in (xc, yc)):
+        return context
+    return replace(context, x_context=xc.detach(), y_context=yc.detach())

@@ -40,7 +40,13 @@ from .._process_state import seeded_build
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem
 from ._config import ProbConservConfig, checked_config
-from ._inputs import check_calibrate_settings, check_data, check_grid
+from ._inputs import (
+    check_calibrate_settings,
+    check_data,
+    check_grid,
+    context_points,
+    detached_context,
+)
 from ._model_calibration import mass_discrepancy_variance, run_calibrate
 from ._persist import load_probconserv, save_probconserv
 from ._predict import step1_posterior, updated_posterior
@@ -291,14 +297,16 @@ class ProbConserv:
         its scale is the pooled validation scale even when a parameter-conditional one was
         fitted (that one, and the mass check, read :math:`b`; ``posterior(sigma_g=inf)`` is the
         Step-1 posterior with them, the prior the ProbConserv update starts from).
-        Computed without gradient: detached from ``t``, ``x`` and the weights (inputs that
-        require grad are a ``UserWarning`` saying so). ``seed``: the ANP's latent draws, each
-        function's from a stream of its own (seeded by ``seed`` and the function's context
-        values), so a function's posterior is the one it gets alone, whichever functions share
-        the call and in whichever order (``None``: one block from torch's global stream).
+        Computed without gradient: detached from ``t``, ``x``, the context's points and the
+        weights (inputs that require grad are a ``UserWarning`` saying so). ``seed``: the
+        ANP's latent draws, each function's from a stream of its own (seeded by ``seed`` and
+        the function's context values), so a function's posterior is the one it gets alone,
+        whichever functions share the call and in whichever order (``None``: one block from
+        torch's global stream).
         """
-        warn_detached("ProbConserv.step1", t=t, x=x)
+        warn_detached("ProbConserv.step1", **context_points(context), t=t, x=x)
         self._check_built("step1")
+        context = detached_context(context)
         t = t.detach() if isinstance(t, Tensor) else t
         x = x.detach() if isinstance(x, Tensor) else x
         return self._step1(context, t, x, seed=seed, stage="prior", use_mass=False, caller="step1")
@@ -520,18 +528,19 @@ class ProbConserv:
         functions of ``context``).
 
         Gradients: the Step-1 posterior is computed without gradient, so the result is
-        detached from ``t``, ``x`` and the weights (``t`` or ``x`` that require grad are a
-        ``UserWarning``, and are read detached: the quadrature weights alone gave ``x`` a
+        detached from ``t``, ``x``, the context's points and the weights (``t``, ``x`` or
+        ``context.x_context`` / ``y_context`` that require grad are a ``UserWarning`` naming
+        them, and are read detached: the quadrature weights alone gave ``x`` a
         partial gradient, the Step-1 mean's dependence on ``x`` missing). A ``mass`` that
         requires grad is differentiated through the update (:func:`conservation_update` is
         differentiable in :math:`b`); a parameter-conditional calibration reads it without
         gradient.
         """
-        warn_detached("ProbConserv.posterior", t=t, x=x)
+        warn_detached("ProbConserv.posterior", **context_points(context), t=t, x=x)
         self._check_built("posterior")
         return updated_posterior(
             self,
-            context,
+            detached_context(context),
             t.detach() if isinstance(t, Tensor) else t,
             x.detach() if isinstance(x, Tensor) else x,
             method=method,

@@ -74,6 +74,27 @@ def test_posterior_warns_for_a_grid_that_requires_grad_and_reads_it_detached(mod
     assert len(said) == 1 and said[0].startswith("ProbConserv.step1: x requires grad, but")
 
 
+@pytest.mark.parametrize("field", ["x_context", "y_context"])
+def test_a_context_that_requires_grad_is_named_as_the_caller_passed_it(model, field):
+    """Context points that require grad were warned about by the Step-1 network, under its
+    own names ("AttentiveNP.predict: yc requires grad"), which the caller never passed; now
+    step1 and posterior name the context's field once, and read the points detached."""
+    import dataclasses
+
+    test = make_dataset("diffusion", params=[1.0], seed=3)
+    live = dataclasses.replace(test, **{field: getattr(test, field).clone().requires_grad_()})
+    for method in ("step1", "posterior"):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            post = getattr(model, method)(live)
+        said = [str(w.message) for w in rec if "requires grad" in str(w.message)]
+        assert len(said) == 1, said
+        assert said[0].startswith(f"ProbConserv.{method}: context.{field} requires grad, but")
+        torch.testing.assert_close(post.mean, getattr(model, method)(test).mean, rtol=0, atol=0)
+        assert not post.mean.requires_grad
+    assert getattr(live, field).requires_grad  # the caller's data is left as it was
+
+
 def test_posterior_is_differentiable_in_the_mass(model):
     test = make_dataset("diffusion", params=[1.0], seed=3)
     t = torch.tensor([0.2, 0.5], dtype=F64)

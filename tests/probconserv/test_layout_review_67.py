@@ -31,7 +31,10 @@ def test_a_parameter_context_gives_the_posterior_of_its_values(fitted):
     ref = m.posterior(data)
     y = torch.nn.Parameter(data.y_context.clone())
     x = torch.nn.Parameter(data.x_context.clone())
-    with pytest.warns(UserWarning, match="xc, yc require grad, but the result is computed"):
+    with pytest.warns(
+        UserWarning,
+        match=r"^ProbConserv\.posterior: context\.x_context, context\.y_context require grad, but",
+    ):
         post = m.posterior(dataclasses.replace(data, x_context=x, y_context=y))
     assert torch.equal(post.mean, ref.mean)
     assert torch.equal(post.variance, ref.variance)
