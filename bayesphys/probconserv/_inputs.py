@@ -380,4 +380,10 @@ def detached_context(context: Any) -> Any:
     xc, yc = context.x_context, context.y_context
     if not any(isinstance(v, Tensor) and v.requires_grad for v in (xc, yc)):
         return context
-    return replace(context, x_context=xc.detach(), y_context=yc.detach())
+    return replace(
+        context,
+        **{
+            k: v.detach() if isinstance(v, Tensor) else v
+            for k, v in (("x_context", xc), ("y_context", yc))
+        },
+    )

@@ -95,6 +95,19 @@ def test_a_context_that_requires_grad_is_named_as_the_caller_passed_it(model, fi
     assert getattr(live, field).requires_grad  # the caller's data is left as it was
 
 
+def test_a_context_of_a_list_beside_points_that_require_grad_is_refused_by_name(model):
+    import dataclasses
+
+    test = make_dataset("diffusion", params=[1.0], seed=3)
+    bad = dataclasses.replace(
+        test, x_context=test.x_context.tolist(), y_context=test.y_context.clone().requires_grad_()
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TypeError, match=r"^context\.x_context: expected a torch\.Tensor"):
+            model.posterior(bad)
+
+
 def test_posterior_is_differentiable_in_the_mass(model):
     test = make_dataset("diffusion", params=[1.0], seed=3)
     t = torch.tensor([0.2, 0.5], dtype=F64)
