@@ -425,7 +425,7 @@ class RandomGridNP:
         the weights, and inputs that require grad are a ``UserWarning`` saying so.
         """
         warn_untrained("RandomGridNP.posterior", self.step_count)
-        self._warn_stale_calibration("RandomGridNP.posterior", "field")
+        warn_stale_calibration(self, "RandomGridNP.posterior", "field")
         # a one-element tensor or array too, as field_marginal's noise_var (it was a TypeError)
         noise = check_real("noise", as_scalar(noise), minimum=0.0)
         p = self.problem
@@ -473,7 +473,7 @@ class RandomGridNP:
         grad are a ``UserWarning``).
         """
         warn_untrained("RandomGridNP.parameter_posterior", self.step_count)
-        self._warn_stale_calibration("RandomGridNP.parameter_posterior", "parameters")
+        warn_stale_calibration(self, "RandomGridNP.parameter_posterior", "parameters")
         p = self.problem
         transformed = check_bool("transformed", transformed)
         xt, ut, wt = inverse_inputs(x, u, w, transformed, p, self.dtype, self.device)
@@ -516,10 +516,6 @@ class RandomGridNP:
         fitted = ("field", "parameters") if kwargs.get("parameters", True) else ("field",)
         self._calibrated_at.update(dict.fromkeys(fitted, self.step_count))
         return out
-
-    def _warn_stale_calibration(self, where: str, output: str) -> None:
-        """:func:`~bayesphys.neural_process.calibrate.warn_stale_calibration` for this model."""
-        warn_stale_calibration(self, where, output)
 
     # ------------------------------------------------------------------ I/O
     def __repr__(self) -> str:
