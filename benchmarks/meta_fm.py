@@ -217,13 +217,23 @@ def merged_state(prev: dict, problems: list[str], cmd: str) -> tuple[list[dict],
     """What ``--merge`` keeps of the results file ``prev`` when ``problems`` are rerun by ``cmd``.
 
     Returns the rows of the other problems and ``{"targets", "steps", "task_seconds", "seed_w2",
-    "runs", "run_seconds"}``: the other problems' targets, steps, task wall seconds and per-seed
-    W2 (where the older file has them), every command so far plus ``cmd``, and the wall
-    seconds of the earlier commands (``None`` where an older file did not record them; the
-    caller appends this command's).
+    "runs", "run_seconds", "run_problems"}``: the other problems' targets, steps, task wall
+    seconds and per-seed W2 (where the older file has them), the commands whose rows remain
+    plus ``cmd``, the wall seconds of those earlier commands (``None`` where an older file did
+    not record them; the caller appends this command's) and the problems each command ran
+    (``None`` where an older file did not record them). An earlier command is dropped when
+    every problem it ran is rerun now (none of its rows remain); one whose problems are not
+    recorded is kept, since it cannot be told apart.
     """
     prev_runs = prev.get("runs", [prev["command"]])
     prev_secs = prev.get("run_seconds", [None] * (len(prev_runs) - 1) + [prev.get("total_seconds")])
+    prev_probs = prev.get("run_problems", [None] * len(prev_runs))
+    if not len(prev_runs) == len(prev_secs) == len(prev_probs):
+        raise ValueError(
+            f"results file: runs ({len(prev_runs)}), run_seconds ({len(prev_secs)}) and "
+            f"run_problems ({len(prev_probs)}) must have one entry per command"
+        )
+    live = [i for i, ran in enumerate(prev_probs) if ran is None or not set(ran) <= set(problems)]
     kept = [r for r in prev["rows"] if r["problem"] not in problems]
     return kept, {
         "targets": {k: v for k, v in prev.get("targets", {}).items() if k not in problems},
@@ -232,8 +242,9 @@ def merged_state(prev: dict, problems: list[str], cmd: str) -> tuple[list[dict],
             k: v for k, v in prev.get("task_seconds", {}).items() if k not in problems
         },
         "seed_w2": {k: v for k, v in prev.get("seed_w2", {}).items() if k not in problems},
-        "runs": [*prev_runs, cmd],
-        "run_seconds": prev_secs,
+        "runs": [*(prev_runs[i] for i in live), cmd],
+        "run_seconds": [prev_secs[i] for i in live],
+        "run_problems": [*(prev_probs[i] for i in live), list(problems)],
     }
 
 
@@ -368,6 +379,9 @@ def main(argv: list[str] | None = None) -> Path:
                     # this command's wall time; with --merge, run_seconds has every command's
                     "total_seconds": time.perf_counter() - t_all,
                     "complete": len(task_secs) == len(problems),
+                    # the problems each command ran (a later --merge drops the commands
+                    # none of whose rows remain)
+                    "run_problems": prev_extra["run_problems"] if merged else [list(problems)],
                     **(
                         {
                             "runs": prev_extra["runs"],

@@ -40,6 +40,34 @@ def test_merge_of_a_merged_file_extends_runs_and_marks_unknown_seconds():
     assert extra["run_seconds"] == [5.0, 7.0]
 
 
+def test_merge_drops_the_commands_none_of_whose_rows_remain():
+    """A command whose every problem is rerun leaves the header (runs, run_seconds,
+    run_problems) with its rows; one with a problem not rerun, or whose problems an older
+    file did not record, stays."""
+    prev = _prev(
+        runs=["a", "b", "c"],
+        run_seconds=[1.0, 2.0, 3.0],
+        run_problems=[["B1", "B2"], ["B3"], ["B2"]],
+    )
+    kept, extra = call_script(SCRIPT, "merged_state", prev, ["B2", "B3"], "d")
+    assert [r["problem"] for r in kept] == ["B1"]
+    assert extra["runs"] == ["a", "d"]  # b (B3) and c (B2) have no rows left
+    assert extra["run_seconds"] == [1.0]
+    assert extra["run_problems"] == [["B1", "B2"], ["B2", "B3"]]
+    prev = _prev(runs=["a", "b"], run_seconds=[1.0, 2.0])  # older file: problems unknown
+    _, extra = call_script(SCRIPT, "merged_state", prev, ["B1", "B2", "B3"], "c")
+    assert extra["runs"] == ["a", "b", "c"]
+    assert extra["run_problems"] == [None, None, ["B1", "B2", "B3"]]
+    _, extra = call_script(SCRIPT, "merged_state", _prev(), ["B3"], "c")  # one command, unmerged
+    assert extra["run_problems"] == [None, ["B3"]]
+
+
+def test_merge_refuses_a_header_whose_lists_disagree():
+    prev = _prev(runs=["a", "b"], run_seconds=[1.0], run_problems=[["B1"], ["B2"]])
+    with pytest.raises(ValueError, match="one entry per command"):
+        call_script(SCRIPT, "merged_state", prev, ["B3"], "c")
+
+
 def test_merge_keeps_other_problems_task_seconds():
     prev = _prev(task_seconds={"B1": [1.0, 2.0], "B3": [3.0, 4.0]})
     _, extra = call_script(SCRIPT, "merged_state", prev, ["B3"], "c")
