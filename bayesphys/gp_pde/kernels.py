@@ -183,7 +183,21 @@ class SpectralMixture1d(nn.Module):
         return self.log_w.exp()
 
     def deriv(self, z: Tensor, n: int = 0) -> Tensor:
-        r""":math:`k^{(n)}(z)` for lags ``z`` ``[*]`` -> ``[*]``, ``n`` an int in 0..4."""
+        r""":math:`k^{(n)}(z)` for lags ``z`` ``[*]`` -> ``[*]``, ``n`` an int in 0..4.
+
+        ``z``: a real tensor on the parameters' device (integer lags are computed in the
+        kernel's dtype); anything else is refused naming ``z``, as :meth:`gram` refuses its
+        points (an array or a list failed with an ``AttributeError``, complex lags inside the
+        mixture sum)."""
+        if not isinstance(z, Tensor):
+            raise TypeError(
+                f"z: expected a tensor of lags (torch.as_tensor it first), received "
+                f"{type(z).__name__}"
+            )
+        if z.is_complex():
+            raise TypeError(f"z: expected real lags, received {z.dtype}")
+        hint = " (move them with z.to('{device}'), or the kernel with .to('{got}'))"
+        check_on_device("z", z, self.mu.device, "the kernel's", what="lags", hint=hint)
         n = check_int("n", n)
         if n not in range(5):
             raise ValueError(f"n: expected a derivative order in 0..4, received {n}")

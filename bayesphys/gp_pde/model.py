@@ -34,6 +34,7 @@ from .._checks import check_bool
 from .._detached import warn_detached
 from .._device import ArrayLike, DeviceLike, DTypeLike
 from .._model import FitResult, autograd_on
+from ..metrics import relative_l2
 from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PDEProblem
 from ._eliminate import eliminator, resolve_field
@@ -297,7 +298,8 @@ class GPPDESolver:
         :math:`\bar u` against the problem's exact solution :math:`u` on the test grid
         ``[p_1..p_d]``: ``test_axes`` one ``[p_j]`` tensor per dimension (a single tensor or a
         flat list of numbers: the axis of a 1-D grid; ``None``: the default test grid, ``n_test``
-        points per axis)."""
+        points per axis). Where :math:`u` is zero on the test grid it is 0 for a zero mean and
+        ``inf`` otherwise (:func:`~bayesphys.metrics.relative_l2`)."""
         check_built(self, "rel_l2")
         return self._rel_l2(test_axes, solve=True)
 
@@ -311,7 +313,23 @@ class GPPDESolver:
         ta = self._test_axes(test_axes, "test_axes")
         pred = self._mean(ta, solve=solve, checked=True)
         ex = self.problem.solution(ta)
-        return float((pred - ex).norm() / ex.norm())
+        ex = torch.as_tensor(ex.detach() if isinstance(ex, Tensor) else ex)
+        if ex.shape != pred.shape:
+            # a constant exact solution (a number or a 0-d tensor, as the boundary takes it)
+            # divided by its one value, not by its norm over the grid (sqrt(p) too large)
+            try:
+                ex = ex.broadcast_to(pred.shape)
+            except RuntimeError:
+                raise ValueError(
+                    f"problem.exact: expected values of shape {tuple(pred.shape)} on the test "
+                    f"grid (or one number), received {tuple(ex.shape)}"
+                ) from None
+        # relative_l2: a zero exact solution gives 0 for a zero mean (0/0 gave NaN) and inf
+        # otherwise, and norms whose squares underflow are taken scaled
+        # in the promoted dtype, as the subtraction of the two always was (a float64 exact
+        # solution is not rounded to a float32 mean's dtype)
+        dt = torch.promote_types(pred.dtype, ex.dtype)
+        return float(relative_l2(pred.to(dt), ex.to(dt)))
 
     # ------------------------------------------------------------------ fit
     @autograd_on()

@@ -227,6 +227,8 @@ class KronSolve:
         Returns ``self``.
         """
         want = f"dprec: expected a positive tensor of shape {self.shape}, received"
+        if not isinstance(dprec, Tensor):  # a list or an array failed with AttributeError
+            raise TypeError(f"{want} {type(dprec).__name__}")
         if tuple(dprec.shape) != self.shape:
             raise ValueError(f"{want} shape {tuple(dprec.shape)}")
         if not bool((dprec > 0).all()):  # NaN too

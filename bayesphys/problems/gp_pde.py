@@ -127,7 +127,10 @@ class PDEProblem:
         required positional argument", or with a shape error for a 2-D tensor), as tensors:
         a sequence of numbers or an array is converted (:func:`~bayesphys._device.as_tensor`;
         it was refused) in the dtype and on the device of the first tensor axis, float64 on
-        the CPU without one."""
+        the CPU without one. Every axis is taken in one floating dtype, the promotion of the
+        floating tensor axes' (float64 without one): integer or boolean axes, or axes of
+        mixed float dtypes, failed inside ``torch.meshgrid`` or autograd (an integer-only
+        grid gave a float32 solution); complex axes are a ``TypeError``."""
         if isinstance(axes, Tensor) or len(axes) != self.dim:
             got = (
                 f"a tensor of shape {tuple(axes.shape)}" if isinstance(axes, Tensor) else len(axes)
@@ -136,15 +139,19 @@ class PDEProblem:
                 f"axes: expected a list of {self.dim} 1-D axes (one per dimension of "
                 f"{self.name!r}), received {got}"
             )
-        ref = next((a for a in axes if isinstance(a, Tensor) and a.is_floating_point()), None)
-        dtype, device = (_F64, None) if ref is None else (ref.dtype, ref.device)
+        floats = [a for a in axes if isinstance(a, Tensor) and a.is_floating_point()]
+        dtype, device = (_F64, None) if not floats else (floats[0].dtype, floats[0].device)
+        for a in floats[1:]:
+            dtype = torch.promote_types(dtype, a.dtype)
         out = []
         for j, a in enumerate(axes):
+            if isinstance(a, Tensor) and a.is_complex():
+                raise TypeError(f"axes[{j}]: expected real coordinates, received {a.dtype}")
             if not isinstance(a, Tensor):
                 a = as_tensor(f"axes[{j}]", a, dtype=dtype, device=device, finite=False, real=True)
             if a.ndim != 1:
                 raise ValueError(f"axes[{j}]: expected a 1-D tensor, received {tuple(a.shape)}")
-            out.append(a)
+            out.append(a if a.dtype == dtype else a.to(dtype))
         return out
 
     def solution(self, axes: Sequence[AxisLike]) -> Tensor:
