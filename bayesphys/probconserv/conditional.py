@@ -424,16 +424,50 @@ def fit_local_scale(
     that give the error root never score it). The bandwidth per stage by
     :func:`~bayesphys.probconserv.conditional.choose_bandwidth` (true parameters of the
     calibration functions, equal-width bins of ``train_range``).
+
+    Every tensor argument must be a real, finite tensor of the shape above (``TypeError`` or
+    ``ValueError`` naming it otherwise), ``train_range`` a pair ``(lo, hi)`` with ``lo < hi``.
     """
     if not isinstance(z, dict):
         raise TypeError(f"z: expected a dict {{stage: z-scores}}, received {type(z).__name__}")
     if not z:
         raise ValueError("z: expected at least one stage ('prior', 'post')")
+    # each argument checked under its own name: an array or list failed with an AttributeError
+    # ('detach'), a number train_range with "'float' object is not subscriptable", a NaN
+    # cal_theta was binned into the last bin without a word, and the other mistakes were named
+    # by the helpers' arguments (theta, mass, absz), not the caller's
+    named = {
+        "val_mean": (val_mean, 3),
+        "val_mass": (val_mass, 2),
+        "val_theta": (val_theta, 1),
+        "cal_mean": (cal_mean, 3),
+        "cal_mass": (cal_mass, 2),
+        "cal_theta": (cal_theta, 1),
+    }
     val_mean, val_mass, val_theta, cal_mean, cal_mass, cal_theta = (
-        t.detach().cpu() for t in (val_mean, val_mass, val_theta, cal_mean, cal_mass, cal_theta)
+        _check(name, t, ndim).detach().cpu() for name, (t, ndim) in named.items()
     )
-    z = {k: v.detach().cpu() for k, v in z.items()}
-    lo, hi = float(train_range[0]), float(train_range[1])
+    for prefix, mean, mass, theta in (
+        ("val", val_mean, val_mass, val_theta),
+        ("cal", cal_mean, cal_mass, cal_theta),
+    ):
+        if tuple(mass.shape) != tuple(mean.shape[:2]):
+            raise ValueError(
+                f"{prefix}_mass: expected shape {tuple(mean.shape[:2])} (functions x slices of "
+                f"{prefix}_mean), received {tuple(mass.shape)}"
+            )
+        if tuple(theta.shape) != tuple(mean.shape[:1]):
+            raise ValueError(
+                f"{prefix}_theta: expected shape {tuple(mean.shape[:1])} (one parameter per "
+                f"function of {prefix}_mean), received {tuple(theta.shape)}"
+            )
+    if cal_mean.shape[1:] != val_mean.shape[1:]:
+        raise ValueError(
+            f"cal_mean: expected shape [M, {val_mean.shape[1]}, {val_mean.shape[2]}] (the grid "
+            f"of val_mean), received {tuple(cal_mean.shape)}"
+        )
+    z = {k: _check(f"z[{k!r}]", v, 3).detach().cpu() for k, v in z.items()}
+    lo, hi = check_range("train_range", train_range)
     pmap = fit_parameter_map(val_mean, val_mass, val_theta, (lo, hi), rank=rank)
     u = pmap.unit(cal_mean, cal_mass)
     absz, bw, cv = {}, {}, {}

@@ -268,7 +268,8 @@ def add_discrepancy(
     cov: LinearOperator | Tensor, sd2: ArrayLike, root: ArrayLike
 ) -> LinearOperator | Tensor:
     r""":math:`\Sigma + \hat\sigma_d^2 L L^\top` for ``cov [B, nt, N, N]``, ``sd2 [B, nt]``,
-    ``root`` :math:`L` ``[N, R]``. Diagonal and low-rank-plus-diagonal covariances become
+    ``root`` :math:`L` ``[N, R]`` (or any batch dims: ``cov [*batch, N, N]``, ``sd2 [*batch]``;
+    the result has ``cov``'s shape). Diagonal and low-rank-plus-diagonal covariances become
     low-rank-plus-diagonal (the root gains ``R`` columns); anything else a dense tensor.
     ``cov`` is returned unchanged when every :math:`\hat\sigma_d^2` is zero. ``sd2`` and ``root``
     may be arrays or lists: they are converted to ``cov``'s dtype and device."""
@@ -294,7 +295,9 @@ def add_discrepancy(
         raise ValueError(f"root: expected shape [{n}, R], received {tuple(root.shape)}")
     if not bool((sd2 > 0).any()):
         return cov
-    extra = root.to(sd2)[None, None] * sd2.sqrt()[..., None, None]  # [B, nt, N, R]
+    # [*batch, N, R]: the root broadcast over cov's own batch dims (a fixed [None, None] gave
+    # a covariance [nt, N, N] the result [1, nt, N, N], one [N, N] the result [1, 1, N, N])
+    extra = root.to(sd2) * sd2.sqrt()[..., None, None]
     if isinstance(cov, DiagLinearOperator):
         return LowRankRootAddedDiagLinearOperator(LowRankRootLinearOperator(extra), cov)
     if isinstance(cov, LowRankRootAddedDiagLinearOperator):

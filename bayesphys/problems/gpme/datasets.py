@@ -8,7 +8,6 @@ times x 10 sorted uniform sensors, 10 x 10 sorted uniform targets) and the evalu
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,26 +57,27 @@ class GPMEData:
         )
 
     def subset(self, idx: slice | Tensor | Sequence[int]) -> GPMEData:
-        """The functions ``idx`` (a slice, index tensor ``[B']`` or list; an int ``i`` is the
-        one function ``[i]``): a set with ``params [B']``, ``x_context [B', Nc, 2]``, ... (the
-        rows ``idx`` of each tensor, copied: the subset holds memory of its own, so it pickles
-        at its own size and an in-place edit of it leaves this set as it was)."""
-        if isinstance(idx, bool | np.bool_):  # True indexed as a new axis: [1, B] params
+        """The functions ``idx`` (a slice, index tensor ``[B']``, array or list, or a bool mask
+        ``[B]``; an int ``i``, also a 0-d tensor or array, is the one function ``[i]``; a bool,
+        fractional or out-of-range index is refused, naming ``idx``): a set with ``params [B']``,
+        ``x_context [B', Nc, 2]``, ... (the rows ``idx`` of each tensor, copied: the subset holds
+        memory of its own, so it pickles at its own size and an in-place edit of it leaves this
+        set as it was)."""
+        if isinstance(idx, bool | np.bool_) or (
+            isinstance(idx, Tensor | np.ndarray) and idx.ndim == 0 and _has_bool(idx)
+        ):
+            # True indexed as a new axis ([1, B] params); a 0-d bool tensor was read as the
+            # index 1 (True) or 0 (False)
             raise TypeError(
                 f"idx: expected a slice, an int or a sequence of indices, received {idx!r}"
             )
-        if isinstance(idx, numbers.Integral) or (
-            isinstance(idx, Tensor) and idx.ndim == 0 and not idx.is_floating_point()
-        ):
-            # an int dropped the function axis: params [] and x_context [Nc, 2], a set whose
-            # len() failed and that no model accepted
-            idx = [int(idx)]
         if isinstance(idx, slice):
             # a slice gave views of this set's tensors: pickle (a process pool, Ray, Dask,
             # torch.save) wrote the whole set with each subset (20x the size of 2 functions
             # of 40), and an edit of one reached the other; an index list copies, as the other
             # index kinds always did
             idx = list(range(len(self))[idx])
+        idx = _function_index(idx, len(self))
         return GPMEData(
             self.problem,
             self.params[idx],
@@ -86,6 +86,33 @@ class GPMEData:
             self.x_target[idx],
             self.y_target[idx],
         )
+
+
+def _function_index(idx, n: int) -> Tensor:
+    """``idx`` (an int, a sequence, array or tensor of ints, or a bool mask ``[n]``) as a long
+    index tensor ``[B']`` into ``n`` functions, or an error naming ``idx``: a 0-d array dropped
+    the function axis (params ``[]``), fractional values were truncated (``[1.5, 2.0]`` gave
+    the functions 1 and 2), a float tensor and an index out of range failed inside torch."""
+    t = as_tensor("idx", idx)
+    if t.dtype == torch.bool:
+        if t.shape != (n,):
+            raise ValueError(
+                f"idx: expected a bool mask of shape ({n},) (one flag per function), received "
+                f"shape {tuple(t.shape)}"
+            )
+        return t.nonzero().flatten()
+    t = as_tensor("idx", t, dtype=torch.long)  # fractional values refused, naming idx
+    if t.ndim > 1:
+        raise ValueError(
+            f"idx: expected an int or a 1-D sequence of indices, received shape {tuple(t.shape)}"
+        )
+    t = t.reshape(-1)
+    if t.numel() and not bool(((t >= -n) & (t < n)).all()):
+        raise ValueError(
+            f"idx: expected indices in [-{n}, {n}) (the set holds {n} functions), received "
+            f"values in [{int(t.min())}, {int(t.max())}]"
+        )
+    return t
 
 
 def sample_parameters(
