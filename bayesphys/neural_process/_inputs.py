@@ -28,6 +28,7 @@ __all__ = [
     "check_data",
     "parameter_batches",
     "inverse_inputs",
+    "check_off_boundary",
     "check_outputs",
     "warn_outside_prior",
     "BOUNDARY_D",
@@ -179,21 +180,28 @@ def inverse_inputs(
         )
     if not transformed:
         b, d = p.transform(xt, wt)
-        near = d.abs() < BOUNDARY_D  # [B, N]
-        if bool(near.any()):
-            # which points and how close: "on the boundary" alone read as a wrong claim for a
-            # point at t = 3e-4 next to a Burgers wall (D = t sin(pi x) ~ 9e-7 there)
-            i = int(near.any(-1).nonzero()[0, 0])  # the first set holding one
-            j = int(near[i].nonzero()[0, 0])
-            where = f" of set {i}" if bsz > 1 else ""
-            raise ValueError(
-                f"x: {int(near[i].sum())} of the {near.shape[1]} points{where} lie on or next "
-                f"to the Dirichlet boundary, where |D(x)| < {BOUNDARY_D:g} (u = B + D u~ is "
-                f"fixed there: the value carries no information on z), e.g. "
-                f"{xt[i, j].tolist()} with D = {float(d[i, j]):.3g}; drop them"
-            )
+        check_off_boundary("x", xt, d)
         ut = (ut - b) / d
     return xt, ut, wt
+
+
+def check_off_boundary(name: str, x: Tensor, d: Tensor) -> None:
+    """``ValueError`` naming ``name`` when a point of ``x`` ``[B, N, dim_x]`` has a boundary
+    factor ``|d|`` ``[B, N]`` below :data:`BOUNDARY_D` (how many, the first set holding one,
+    counted from 0 over all ``B`` sets, and the point with its :math:`D`)."""
+    near = d.abs() < BOUNDARY_D  # [B, N]
+    if bool(near.any()):
+        # which points and how close: "on the boundary" alone read as a wrong claim for a
+        # point at t = 3e-4 next to a Burgers wall (D = t sin(pi x) ~ 9e-7 there)
+        i = int(near.any(-1).nonzero()[0, 0])  # the first set holding one
+        j = int(near[i].nonzero()[0, 0])
+        where = f" of set {i}" if near.shape[0] > 1 else ""
+        raise ValueError(
+            f"{name}: {int(near[i].sum())} of the {near.shape[1]} points{where} lie on or next "
+            f"to the Dirichlet boundary, where |D(x)| < {BOUNDARY_D:g} (u = B + D u~ is "
+            f"fixed there: the value carries no information on z), e.g. "
+            f"{x[i, j].tolist()} with D = {float(d[i, j]):.3g}; drop them"
+        )
 
 
 def check_outputs(

@@ -35,7 +35,9 @@ from .._posterior_args import _check_level
 from .._quantile import quantile_of_all
 from .._stack import user_stacklevel
 from .._warning_types import BayesphysUserWarning
+from ._inputs import check_off_boundary
 from .gicnet import check_kernel_memory
+from .grids import check_points
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import RandomGridNP
@@ -136,9 +138,11 @@ def calibrate_variance(
             f"u: expected shape [V, {xt.shape[0]}] (one value per point), "
             f"received {tuple(ut.shape)}"
         )
-    if zt.ndim != 2 or zt.shape[0] != ut.shape[0] or wt.shape[0] != ut.shape[0]:
+    if zt.ndim != 2 or wt.ndim != 2 or zt.shape[0] != ut.shape[0] or wt.shape[0] != ut.shape[0]:
+        # a scalar w was an IndexError (tuple index out of range)
         raise ValueError(
-            f"z/w: expected {ut.shape[0]} rows each, received {tuple(zt.shape)}, {tuple(wt.shape)}"
+            f"z/w: expected shapes [{ut.shape[0]}, dim_z] and [{ut.shape[0]}, dim_w] (one row "
+            f"per validation instance), received {tuple(zt.shape)}, {tuple(wt.shape)}"
         )
     if ut.shape[0] < 2:
         raise ValueError(f"u: expected at least 2 validation instances, received {ut.shape[0]}")
@@ -175,6 +179,11 @@ def calibrate_variance(
                         f"x_inverse/u_inverse: expected [{ut.shape[0]}, M, dim_x] and "
                         f"[{ut.shape[0]}, M], received {tuple(xi.shape)}, {tuple(ui.shape)}"
                     )
+                # refused here, by the argument's name and with the set's index among all V
+                # (GICNet's own check named x and counted the sets of one batch of calls)
+                p = model.problem
+                check_points("x_inverse", xi, p.lower, p.upper)
+                check_off_boundary("x_inverse", xi, p.transform(xi, wt)[1])
             # the sets of one call: named by the arguments that size them, not by GICNet's x
             sets = "x" if x_inverse is None else "x_inverse"
             check_kernel_memory(

@@ -153,7 +153,9 @@ class GridMeasure:
     ) -> tuple[Tensor, Tensor]:
         """Draw ``batch`` grids of ``n`` points: ``(points [batch, n, dim], weights [batch, n])``
         (``dtype`` floating; ``None`` the default float32, as the signature says; ``device``
-        as for a model: ``None`` the CPU, an unknown or unavailable one a ``ValueError``)."""
+        as for a model: ``None`` the CPU, an unknown or unavailable one a ``ValueError``;
+        ``generator`` a ``torch.Generator`` or ``None``, torch's global stream: another is a
+        ``TypeError``)."""
         dtype = resolve_dtype(dtype, default=torch.float32)  # None gave float64
         # an unknown device string failed inside torch.rand with torch's list of device types
         device = model_device(device)
@@ -161,6 +163,14 @@ class GridMeasure:
         if n < 1:
             raise ValueError(f"n: expected at least one collocation point, received {n}")
         batch = check_int("batch", batch, minimum=1)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            # a seed passed here failed inside torch.rand, or as "'int' object has no
+            # attribute 'device'"
+            raise TypeError(
+                f"generator: expected a torch.Generator or None, received "
+                f"{type(generator).__name__} (for a seed, pass "
+                f"torch.Generator().manual_seed(seed))"
+            )
         unit, wts = self._unit(batch, n, generator=generator, dtype=dtype, device=device)
         return self._map(unit), wts
 

@@ -16,11 +16,12 @@ a single lifting layer, per-dimension frequencies, Chebyshev by recurrence, vari
 ``"RGNP"``: our improved setting — scrambled-Sobol grids, a narrower/shallower forward MLP
 (much cheaper per step), a learned residual scale :math:`\sigma_r` (Poisson: from 0.1; it makes
 the field variance reflect the actual residual level, which fixes the 2-sigma coverage), a
-two-layer lift and lengthscales initialised from 1 down to 0.05 (trained freely) in GICNet, a higher
-learning rate with smooth exponential decay. Poisson also draws each batch's :math:`(z, w)` from a
-scrambled Sobol net (``qmc_prior``) and uses the reference's batch of 50, Adam(8e-3, betas 0.9/0.95,
-halving every 2000 steps) with gradient clipping (fewer steps to a given error, C1). GICNet can also
-be trained on extra clustered/uniform observation layouts (``aug_weight > 0``,
+two-layer lift and lengthscales initialised from 1 down to 0.05 (Poisson; Burgers keeps GICNet's
+default 1e-3; trained freely) in GICNet, a higher learning rate with smooth exponential decay.
+Poisson also draws each batch's :math:`(z, w)` from a scrambled Sobol net (``qmc_prior``) and
+uses the reference's batch of 50, Adam(8e-3, betas 0.9/0.95, halving every 2000 steps) with
+gradient clipping (fewer steps to a given error, C1). GICNet can also be trained on extra
+clustered/uniform observation layouts (``aug_weight > 0``,
 :class:`~.grids.LayoutMixture`; off in the presets: at equal time it cost more accuracy than it
 returned). R0 starts like the Keras reference (``init="keras"``, Adam :math:`\epsilon = 10^{-7}`).
 Both methods use exact forward-mode (Taylor) input derivatives; :meth:`RandomGridNP.calibrate`

@@ -30,7 +30,8 @@ def sample_prior(
     ``problem``: a :class:`PoissonProblem` / :class:`BurgersProblem` (or any object with the
     prior boxes ``z_low, z_high, w_low, w_high``); ``n >= 0`` (int); ``dtype`` a floating
     dtype, its name (``"float64"``) or ``None`` (float64, the package default; the default
-    argument is float32)."""
+    argument is float32); ``generator`` a ``torch.Generator`` or ``None`` (torch's global
+    stream; another is a ``TypeError``)."""
     missing = [a for a in ("z_low", "z_high", "w_low", "w_high") if not hasattr(problem, a)]
     if missing:
         raise TypeError(
@@ -39,6 +40,12 @@ def sample_prior(
         )
     n = check_int("n", n, minimum=0)
     dtype = resolve_dtype(dtype)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        # a seed passed here failed inside torch.rand with its list of signatures
+        raise TypeError(
+            f"generator: expected a torch.Generator or None, received "
+            f"{type(generator).__name__} (for a seed, pass torch.Generator().manual_seed(seed))"
+        )
 
     def box(lo, hi):
         lo_t = torch.as_tensor(lo, dtype=dtype, device=device)
