@@ -116,13 +116,16 @@ def fit_reduced(
             # the user's line also when a package loop fits (select_n_foci, calibration)
             stacklevel=user_stacklevel(),
         )
-    last_theta, model.theta = model.theta, x.detach()
+    # the covariance is taken at the new estimate: the previous fit's recalibration map is
+    # set aside meanwhile (laplace_covariance reads the fitted mode, with any map undone)
+    last_theta, last_map = model.theta, model.recalibration
+    model.theta, model.recalibration = x.detach(), None
     try:
         cov = model.laplace_covariance(hessian)
-    except BaseException:  # the last good fit stays whole (theta, theta_cov, result)
-        model.theta = last_theta
+    except BaseException:  # the last good fit stays whole (theta, theta_cov, result, map)
+        model.theta, model.recalibration = last_theta, last_map
         raise
-    model.theta_cov = cov
+    model.theta_cov, model.recalibration = cov, last_map
     drop_recalibration(model, "fit")
     res.seconds = time.perf_counter() - t0
     res.extra.update(model.estimates())
@@ -151,21 +154,26 @@ def drop_recalibration(model: GliomaModel, where: str) -> None:
 
 def hessian_covariance(model: GliomaModel, hessian: str) -> Tensor:
     r"""Laplace covariance ``[2 + K d, 2 + K d]`` of ``model`` at its fitted :math:`\theta^*`
-    (:meth:`~bayesphys.odil.GliomaModel.laplace_covariance`)."""
+    (:meth:`~bayesphys.odil.GliomaModel.fitted_theta`, any recalibration map undone;
+    :meth:`~bayesphys.odil.GliomaModel.laplace_covariance`)."""
     if hessian not in ("exact", "gn"):
         raise ValueError(
             f"hessian: expected 'exact' or 'gn', received {hessian!r}"
             f"{did_you_mean(hessian, ('exact', 'gn'))}"
         )
+    # the fitted mode: a recalibrate() map shifts model.theta off it (by b sds), and the
+    # Hessian taken there was another covariance, with a fallback warning of a fit that had
+    # not stopped at a minimum
     model._require_fit()
-    _, jac = model.jacobian(model.theta)
+    theta = model.theta if model.recalibration is None else model.fitted_theta()[0]
+    _, jac = model.jacobian(theta)
     h_gn = jac.T @ jac
     h = h_gn
     if hessian == "exact":
         # the Hessian rows in one batched double-backward (vmap) where the rows' graphs are
         # small: the same values as row by row in about half the time, but p times the
         # memory (a three-focus 3-D atlas case went from 8 GB to beyond 23 GB)
-        cells = model._wm.numel() * model.steps * model.theta.numel()
+        cells = model._wm.numel() * model.steps * theta.numel()
         # row by row under torch.autograd.set_detect_anomaly(True): the anomaly check of
         # the batched pass reads each gradient with .item(), which vmap cannot batch (the
         # fit failed with "Batching rule not implemented for aten::item"); the same values
@@ -173,7 +181,7 @@ def hessian_covariance(model: GliomaModel, hessian: str) -> Tensor:
         # autograd on: inside torch.inference_mode() the Hessian came back zero, so the
         # covariance fell back to J^T J with a warning that theta is no minimum
         with autograd_on():
-            he = torch.autograd.functional.hessian(model.loss, model.theta, vectorize=vectorize)
+            he = torch.autograd.functional.hessian(model.loss, theta, vectorize=vectorize)
         he = 0.5 * (he + he.T)
         finite = bool(torch.isfinite(he).all())
         low = float(torch.linalg.eigvalsh(he).min()) if finite else float("nan")

@@ -130,8 +130,10 @@ def focus_error_mm(est: Any, true: Any) -> float:
               + \tfrac1K\sum_k \min_j |\hat x_k - x_j|\Big).
 
     The plain focus distance for one focus each; missed and spurious foci both count."""
-    e = as_tensor("est", est, dtype=torch.float64)  # finite: NaN foci gave a NaN distance
-    t = as_tensor("true", true, dtype=torch.float64)
+    # finite: NaN foci gave a NaN distance; detached: a distance is a number, and foci that
+    # required grad (a fit's theta) gave torch's warning of a tensor read as a float
+    e = as_tensor("est", est, dtype=torch.float64).detach()
+    t = as_tensor("true", true, dtype=torch.float64).detach()
     for name, v in (("est", e), ("true", t)):
         if v.ndim != 2 or len(v) == 0:
             raise ValueError(f"{name}: expected foci [K, d] with K >= 1, received {tuple(v.shape)}")

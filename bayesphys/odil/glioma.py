@@ -481,11 +481,12 @@ class GliomaModel(GliomaPosteriorMixin):
 
     def laplace_covariance(self, hessian: str = "exact") -> Tensor:
         r"""Laplace covariance ``[2 + K d, 2 + K d]`` (``K = n_foci``) at the fitted
-        :math:`\theta^*`: inverse of the exact Hessian of the loss or of the Gauss-Newton matrix
-        :math:`J^\top J`. An exact Hessian that is not positive definite (no local minimum at
-        :math:`\theta^*`) falls back to :math:`J^\top J` with a ``RuntimeWarning``. The exact
-        Hessian is taken with autograd on, also inside the caller's ``torch.no_grad()`` or
-        ``torch.inference_mode()``, and row by row under
+        :math:`\theta^*` (:meth:`fitted_theta`: after :meth:`recalibrate`, the mode the map
+        shifted, not ``theta``): inverse of the exact Hessian of the loss or of the Gauss-Newton
+        matrix :math:`J^\top J`. An exact Hessian that is not positive definite (no local
+        minimum at :math:`\theta^*`) falls back to :math:`J^\top J` with a ``RuntimeWarning``.
+        The exact Hessian is taken with autograd on, also inside the caller's
+        ``torch.no_grad()`` or ``torch.inference_mode()``, and row by row under
         ``torch.autograd.set_detect_anomaly(True)`` (the same values)."""
         return hessian_covariance(self, hessian)
 

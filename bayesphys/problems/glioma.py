@@ -340,8 +340,9 @@ def synthetic_patient(
 ) -> dict:
     r"""A synthetic patient on the phantom (module docstring); unspecified parameters are drawn.
 
-    ``seed`` fixes the patient whatever torch's default dtype (the parameters and the focus are
-    drawn in float32, then simulated in ``dtype``).
+    ``seed`` fixes the patient whatever torch's default dtype and ``dtype`` (:math:`D_w` and
+    :math:`\rho` are drawn in float32, the focus, the extra foci and the PET noise in float64,
+    then simulated in ``dtype``: a float32 patient is the float64 one to float32 rounding).
 
     ``phantom`` may be any tissue-map dict with ``wm, gm, brain, spacing`` (2-D or 3-D, e.g.
     :func:`mni_atlas`); the focus is drawn in white matter (WM > 0.9) within the central 60 %
@@ -459,8 +460,12 @@ def synthetic_patient(
                 "to draw a focus from; pass focus="
             )
         pick = near[int(torch.randint(len(near), (), generator=g))]
-        jitter = torch.rand(nd, generator=g, dtype=dtype) - 0.5
-        focus = tuple(float((pick[k].to(dtype) + 0.5 + jitter[k]) * spacing) for k in range(nd))
+        # float64 whatever ``dtype`` (its draws are another stream: a float32 patient of a
+        # seed had a focus up to a voxel away from the float64 one, another patient)
+        jitter = torch.rand(nd, generator=g, dtype=torch.float64) - 0.5
+        focus = tuple(
+            float((pick[k].to(torch.float64) + 0.5 + jitter[k]) * spacing) for k in range(nd)
+        )
     if isinstance(focus, Tensor):  # torch.tensor(a tensor) warned to detach and clone it
         focus = focus.detach().cpu().tolist()
     try:
@@ -484,7 +489,7 @@ def synthetic_patient(
             f"voxel (brain > 0), received {tuple(focus)}"
         )
     foci = [foc]
-    extent = torch.tensor(shape, dtype=dtype) * spacing
+    extent = torch.tensor(shape, dtype=torch.float64) * spacing  # draws in float64, as above
     tries = 0
     while len(foci) < 1 + extra_foci:
         tries += 1
@@ -493,7 +498,8 @@ def synthetic_patient(
                 f"extra_foci: found {len(foci) - 1} of {extra_foci} tissue voxels within "
                 f"+-5 % of the grid extent around the focus {tuple(focus)}"
             )
-        cand = foc + ((torch.rand(nd, generator=g, dtype=dtype) * 2 - 1) * 0.05 * extent).to(device)
+        step = (torch.rand(nd, generator=g, dtype=torch.float64) * 2 - 1) * 0.05 * extent
+        cand = (foc + step.to(device)).to(dtype)
         if in_tissue(cand):
             foci.append(cand)
     faces = tissue_faces(ph["wm"], ph["gm"], dg_ratio=dg_ratio)
@@ -512,7 +518,7 @@ def synthetic_patient(
     c = fk_forward(c0, faces, dw, rho, t_end=t_end, steps=steps, **kw)
     cf = fk_forward(c, faces, dw, rho, t_end=future_days, steps=fsteps, **kw)
     labels = segment(c, th_up, th_down, ph["brain"])
-    noise = 0.02 * torch.randn(c.shape, generator=g, dtype=dtype).to(device)
+    noise = (0.02 * torch.randn(c.shape, generator=g, dtype=torch.float64)).to(device, dtype)
     pet = (0.75 * c + noise) * (labels > 0).to(dtype)
     return {
         "wm": ph["wm"],
