@@ -206,9 +206,12 @@ def _is_index(i: object, n: int) -> bool:
     return 0 <= k < n
 
 
-def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "data") -> None:
+def check_pairs(
+    data: PopulationPairs, dim: int | None = None, *, name: str = "data", min_points: int = 2
+) -> None:
     """Validate a :class:`PopulationPairs` (dimensions, sizes, finiteness, treatments, splits);
-    errors name it ``name`` (e.g. ``cal`` for a calibration split)."""
+    errors name it ``name`` (e.g. ``cal`` for a calibration split). Populations need
+    ``min_points`` points (2, a kNN graph, for the models; 1 for the baselines)."""
     if not isinstance(data, PopulationPairs):
         raise TypeError(f"{name}: expected PopulationPairs, received {type(data).__name__}")
     if len(data.source) != len(data.target):
@@ -218,8 +221,8 @@ def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "d
         )
     # a truthy non-bool ("no") read as paired: index coupling of unpaired data, silently
     paired = check_bool(f"{name}.paired", data.paired)
-    src = check_populations(f"{name}.source", data.source, dim)
-    check_populations(f"{name}.target", data.target, src[0].shape[1])
+    src = check_populations(f"{name}.source", data.source, dim, min_points)
+    check_populations(f"{name}.target", data.target, src[0].shape[1], min_points)
     if paired:
         for i, (a, b) in enumerate(zip(data.source, data.target)):
             if a.shape[0] != b.shape[0]:

@@ -100,8 +100,9 @@ def shift_prediction(
         (naming the argument) For invalid pairs, differing dimensions, ``by_treatment``
         without treatments or with a treatment absent from ``train``.
     """
-    check_pairs(data, name="data")
-    check_pairs(train, dim=data.dim, name="train")
+    # a population of one point has a mean: no 2-point minimum (that of the embedding's graph)
+    check_pairs(data, name="data", min_points=1)
+    check_pairs(train, dim=data.dim, name="train", min_points=1)
     by_treatment = check_bool("by_treatment", by_treatment)
     if not by_treatment:
         mu = _pooled_mean(train.target)
@@ -136,5 +137,5 @@ def ideal_shift_prediction(data: PopulationPairs) -> list[Tensor]:
     so it is a reference line, not a method. Returns ``[n_i, d]`` per pair, in each source's
     dtype. ``TypeError``/``ValueError`` (naming ``data``) for invalid pairs.
     """
-    check_pairs(data, name="data")
+    check_pairs(data, name="data", min_points=1)  # one point has a mean too
     return [_shifted(s, _pooled_mean([y])) for s, y in zip(data.source, data.target)]

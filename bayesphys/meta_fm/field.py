@@ -84,7 +84,13 @@ class FourierFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Features ``[..., 2 m]`` of points ``x [..., d]`` in the dtype of ``B`` (another
-        dtype is a ``TypeError`` naming both)."""
+        dtype is a ``TypeError`` naming both; another ``d`` a ``ValueError``)."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x: expected a torch.Tensor [..., d], received {type(x).__name__}")
+        if x.ndim < 1 or x.shape[-1] != self.B.shape[0]:  # was torch's raw matmul error
+            raise ValueError(
+                f"x: expected points [..., {self.B.shape[0]}], received {tuple(x.shape)}"
+            )
         check_module_dtype("x", x, self.B.dtype, "Fourier feature map")
         proj = 2 * math.pi * x @ self.B
         return torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1)
@@ -172,6 +178,11 @@ class VectorField(nn.Module):
         ``features = f > 0`` (required then, refused otherwise), one row per point. ``x``, ``cond``
         and ``features`` are in the field's dtype (its weights'; another is a ``TypeError`` naming
         both dtypes)."""
+        if not isinstance(x, Tensor):  # an array raised AttributeError ('is_floating_point')
+            raise TypeError(
+                f"x: expected a torch.Tensor of points [..., {self.dim}], received "
+                f"{type(x).__name__}"
+            )
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected points [..., {self.dim}], received {tuple(x.shape)}")
         if not x.is_floating_point():

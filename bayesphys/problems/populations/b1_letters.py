@@ -118,6 +118,12 @@ def _letter_split(chars: str, rotations: int, seed: int, tgt: float, src: float,
             theta = 2 * math.pi * torch.rand((), generator=gen, dtype=dtype)
             x1 = x1 @ _rotation(theta).mT
             x0 = x1 + src * torch.randn(x1.shape, generator=gen, dtype=dtype)
+            for what, noise, pts in (("target_noise", tgt, x1), ("source_noise", src, x0)):
+                if not bool(torch.isfinite(pts).all()):  # were returned as Inf populations
+                    raise ValueError(
+                        f"{what}: {noise!r} gives points that overflow {dtype} (letter "
+                        f"{ch!r}); use a smaller noise level or a wider dtype"
+                    )
             sources.append(x0)
             targets.append(x1)
             meta.append((ch, float(theta)))
@@ -146,7 +152,8 @@ def letters(
     ``val_letter`` (case-insensitive, as glyphs are upper-cased): each split reseeds with
     ``seed``, so a shared letter's pairs would be bit-identical in both splits (a
     ``ValueError``). ``dtype`` a floating dtype or its name; ``None`` keeps the glyphs'
-    float64 values.
+    float64 values. A noise level whose draws overflow ``dtype`` (``source_noise=1e39`` in
+    float32, ``1e5`` in float16) is a ``ValueError`` naming it.
     """
     rotations = check_int("rotations", rotations, minimum=1)
     train_letters = _check_letters("train_letters", train_letters)

@@ -100,11 +100,14 @@ def linear_map_exact_field(x: Tensor, t: Tensor, a: Tensor, b: Tensor) -> Tensor
     :math:`u = (A - I)x_0 + b`, so :math:`v_t(x) = (A-I)M_t^{-1}(x - tb) + b`.
     Shapes: ``x [N, d]``, ``t`` scalar or ``[N]``, ``a [d, d]``, ``b [d]`` -> ``[N, d]``; other
     shapes are refused (``ValueError``; a non-tensor ``x``, ``a`` or ``b``: ``TypeError``).
+    Returned in the dtype of ``x``, ``a`` and ``b`` promoted (the default float dtype for
+    integer ones; float16 / bfloat16 are solved in float32).
 
     Where :math:`M_t` is (nearly) singular the straight paths cross at one point and the field
     is unbounded: for :func:`linear_map`'s :math:`A = 0.5 R(\mu)`, :math:`\det M_t` comes near
     0 at :math:`t \approx 2/3` when :math:`\lVert\mu\rVert` is near :math:`\pi` (mod
     :math:`2\pi`), a half turn (48 of 300 default pairs have :math:`\min_t \det M_t < 10^{-2}`).
+    A time at which :math:`M_t` is exactly singular is a ``ValueError``.
     """
     for name, v in (("x", x), ("a", a), ("b", b)):
         if not isinstance(v, Tensor):
@@ -117,8 +120,15 @@ def linear_map_exact_field(x: Tensor, t: Tensor, a: Tensor, b: Tensor) -> Tensor
         raise ValueError(f"a: expected [{d}, {d}] for x [N, {d}], received {tuple(a.shape)}")
     if tuple(b.shape) != (d,):
         raise ValueError(f"b: expected [{d}] for x [N, {d}], received {tuple(b.shape)}")
+    # the dtype of the result: x's, a's and b's promoted, and floating (the time of integer
+    # points was cast to x's integer dtype: t = 0.5 read as 0, a wrong field silently)
+    out = torch.promote_types(torch.promote_types(x.dtype, a.dtype), b.dtype)
+    if not out.is_floating_point:
+        out = torch.get_default_dtype()
+    # solved in float32 at least (torch's solve has no float16 / bfloat16 kernel)
+    work = torch.promote_types(out, torch.float32)
     try:  # a str raised torch's "new(): invalid data type 'str'"
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        t = torch.as_tensor(t, dtype=work, device=x.device)
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(
             f"t: expected a time: a number, or a tensor [{n}], received {type(t).__name__}"
@@ -128,8 +138,16 @@ def linear_map_exact_field(x: Tensor, t: Tensor, a: Tensor, b: Tensor) -> Tensor
             f"t: expected a scalar or [{n}] (one per point), received {tuple(t.shape)}"
         )
     t = t.reshape(-1, 1, 1)
-    eye = torch.eye(d, dtype=x.dtype, device=x.device)
+    x, a, b = (v.to(work) for v in (x, a, b))
+    eye = torch.eye(d, dtype=work, device=x.device)
     m = (1 - t) * eye + t * a
     rhs = (x - t[:, :, 0] * b)[..., None]
-    x0 = torch.linalg.solve(m.expand(x.shape[0], d, d), rhs)[..., 0]
-    return x0 @ (a - eye).mT + b
+    try:
+        x0 = torch.linalg.solve(m.expand(x.shape[0], d, d), rhs)[..., 0]
+    except torch.linalg.LinAlgError as err:  # was torch's raw "input matrix is singular"
+        raise ValueError(
+            "t/a: M_t = (1-t)I + tA is singular at a given time t: straight paths of the "
+            "map x1 = A x0 + b from different x0 meet there, where the field is not defined "
+            "(no velocity to return); pass other times"
+        ) from err
+    return (x0 @ (a - eye).mT + b).to(out)

@@ -7,6 +7,8 @@ Gaussian-mixture populations pushed to :math:`T=1` by mean attraction plus kerne
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -24,7 +26,8 @@ def particle_velocity(x: Tensor, a: float = 1.0, b: float = 2.0, ell: float = 0.
     :math:`\dot x_j = -a(x_j - \bar x) - \frac{b}{n}\sum_k \nabla_{x_j}
     \exp(-\lVert x_j - x_k\rVert^2 / 2\ell^2)`: attraction to the population mean plus kernel
     repulsion (the minus sign makes the kernel term push particles apart). ``x`` floating;
-    ``a``, ``b`` finite, ``ell > 0``.
+    ``a``, ``b`` finite, ``ell > 0``. An ``ell`` whose square under- or overflows ``x``'s dtype
+    gives the limit, no repulsion (as ``b = 0``).
     """
     if not isinstance(x, Tensor) or x.ndim != 3:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -33,12 +36,21 @@ def particle_velocity(x: Tensor, a: float = 1.0, b: float = 2.0, ell: float = 0.
         raise TypeError(f"x: expected floating points, received {x.dtype}")
     a, b = check_real("a", a), check_real("b", b)
     ell = check_real("ell", ell, minimum=0.0, strict=True)
+    attraction = -a * (x - x.mean(1, keepdim=True))
+    # ell**2 raised OverflowError past ell ~ 1.3e154: inf then gives the limit, a flat kernel
+    # and no repulsion (K = 1, rep = 0)
+    ell2 = ell**2 if ell < 1e150 else math.inf
+    if float(torch.tensor(ell2, dtype=x.dtype)) == 0.0:
+        # ell**2 underflows x's dtype (ell < ~1e-162 in float64, ~1e-23 in float32): the
+        # kernel between distinct points is 0 and the self-terms cancel, so no repulsion
+        # (computed, the kernel's 0 / 0 on its diagonal made every velocity NaN)
+        return attraction
     sq = x.pow(2).sum(-1)
     d2 = (sq[:, :, None] + sq[:, None, :] - 2 * x @ x.mT).clamp_min(0)
-    ker = torch.exp(-d2 / (2 * ell**2))  # [P, n, n]
+    ker = torch.exp(-d2 / (2 * ell2))  # [P, n, n]
     # sum_k (x_j - x_k) K_jk = x_j sum_k K_jk - (K x)_j
-    rep = (x * ker.sum(-1, keepdim=True) - ker @ x) / (ell**2 * x.shape[1])
-    return -a * (x - x.mean(1, keepdim=True)) + b * rep
+    rep = (x * ker.sum(-1, keepdim=True) - ker @ x) / (ell2 * x.shape[1])
+    return attraction + b * rep
 
 
 def _gmm_draw(means: Tensor, stds: Tensor, n: int, gen: torch.Generator) -> Tensor:
