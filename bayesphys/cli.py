@@ -38,7 +38,8 @@ __all__ = ["main", "COMPONENTS"]
 def _print_table(rows: list[dict]) -> None:
     cols = ["component", "problem", "metric", "value", "target"]
     cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    # a list: no rows (a demo interrupted in its first component) gave max() one int
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     print("  ".join("-" * w for w in widths))
     for row in cells:
@@ -100,7 +101,9 @@ def cmd_demo(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), args.threads or 64)))
+    if args.threads is not None:  # at most the current number; none given: left as it is
+        # (it was capped at 64, below the current number its help promised on larger machines)
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), args.threads)))
     rows: list[dict] = []
     t0 = time.perf_counter()
     # --only with no names: the shared-core demo alone (it used to run every component)

@@ -502,7 +502,8 @@ def hdi_bounds(
     :math:`\lfloor \text{prob}\, n \rfloor + 1` draws, at least a fraction ``prob`` (one
     more than needed when :math:`\text{prob}\, n` is whole: 10 draws ``0..9`` at
     ``prob = 0.5`` give ``(0, 5)``); ``prob = 1``: their minimum and maximum. An element whose
-    draws hold a NaN gets NaN bounds, whatever ``prob``."""
+    draws hold a NaN gets NaN bounds, whatever ``prob``. A variable that is not real (complex
+    draws) is a ``TypeError``."""
     from ._arviz_version import import_arviz
 
     az = import_arviz()
@@ -519,6 +520,11 @@ def hdi_bounds(
             f"{sorted(map(str, ds.data_vars))}"
         )
     da = ds[var_name]
+    if da.dtype.kind not in "biuf":  # complex draws: numpy's casting error from inside az.hdi
+        raise TypeError(
+            f"var_name: the HDI needs real draws, received {var_name!r} of dtype {da.dtype}; "
+            "export their real part, imaginary part or modulus as variables of their own"
+        )
     if prob == 1.0:
         # every draw: ArviZ 0.x's hdi refused it ("Too few elements for interval calculation")
         lo = da.min(("chain", "draw"), skipna=False).values

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_real
+from ._checks import check_bool, check_real
 from ._device import as_tensor
 from ._plot_args import _check_posterior, _member_index
 from ._plotting import LEGEND_PT, OKABE_ITO, TITLE_PT, line_colour
@@ -270,6 +270,7 @@ def plot_bands(
         is not a dict of matplotlib line options, ``band_kwargs`` not one of
         ``fill_between`` (PolyCollection) options; ``legend`` is not a bool.
     ValueError
+        ``color`` is not a matplotlib colour;
         ``mean_kwargs`` sets the colour or label (use ``color`` / ``label``),
         ``band_kwargs`` the colour or label (use ``color`` / ``band_label``);
         the event is not 1-D; a batched posterior without ``batch_index`` (or one out
@@ -301,10 +302,17 @@ def plot_bands(
         y_obs = _vector("obs[1]", obs[1], x_obs.shape[0], "one per entry of obs[0]")
         obs_np = (_numpy(x_obs), y_obs)
 
-    if not isinstance(legend, bool):
-        raise TypeError(f"legend: expected True or False, received {type(legend).__name__}")
+    legend = check_bool("legend", legend)  # numpy's bool too, as plot_populations takes it
     import matplotlib.axes
     import matplotlib.pyplot as plt
+    from matplotlib.colors import is_color_like
+
+    if color is not None and not is_color_like(color):
+        # refused here: matplotlib's error came from fill_between, with the figure left open
+        raise ValueError(
+            "color: expected a matplotlib colour (a name such as 'C1' or 'tab:blue', a hex "
+            f"string, an RGB(A) tuple), received {color!r}"
+        )
 
     if ax is not None and not isinstance(ax, matplotlib.axes.Axes):
         raise TypeError(
@@ -440,7 +448,8 @@ def plot_field(
     Raises
     ------
     TypeError
-        ``post`` is not a posterior; ``axes`` are not matplotlib Axes.
+        ``post`` is not a posterior; ``axes`` are not matplotlib Axes; ``cmap`` is neither
+        a colour map nor a name.
     ValueError
         the event is not 2-D; a batched posterior without ``batch_index``;
         ``truth`` not ``[H, W]`` or holding NaN/Inf; ``extent`` not 4 finite numbers; the
@@ -466,6 +475,12 @@ def plot_field(
         cmap = "viridis"
     elif isinstance(cmap, str) and cmap not in matplotlib.colormaps:
         raise ValueError(f"cmap: expected a matplotlib colour map name, received {cmap!r}")
+    elif not isinstance(cmap, (str, matplotlib.colors.Colormap)):
+        # refused here: imshow's error came with the new figure left open
+        raise TypeError(
+            "cmap: expected a matplotlib colour map or the name of one, received "
+            f"{type(cmap).__name__} {cmap!r}"
+        )
     n_panels = 2 if truth_np is None else 4
     flat = None if axes is None else _check_axes(axes, n_panels)
     mean = _numpy(post.mean[idx])

@@ -272,7 +272,11 @@ def fit_many(
         1, ``"u"``; a :class:`~bayesphys.SamplePosterior` given neither count exports its
         stored chains as they are, given either it exports that many of its stored draws);
         with ``export`` they do not apply (``export`` makes the draws) and giving one is
-        refused (``ValueError``).
+        refused (``ValueError``). A ``name`` holding ``/`` or equal to ``chain``, ``draw`` or
+        ``problem_dim`` is refused (``ValueError``) before anything is fitted.
+    problem_dim
+        the name of the stacked dimension (default ``"problem"``): not ``chain``, ``draw``,
+        nor holding ``/`` (netCDF reads it as a group path; ``ValueError``).
     export
         optional ``export(model, posterior, seed) -> InferenceData`` (``seed``: the draws'
         seed above) replacing the default
@@ -319,6 +323,11 @@ def fit_many(
             "problem_dim: expected a dimension name other than 'chain' and 'draw', received "
             f"{problem_dim!r}"
         )
+    if "/" in problem_dim:  # the stacked result could not be saved (netCDF reads a group path)
+        raise ValueError(
+            "problem_dim: expected a name without '/' (netCDF and DataTree read it as a group "
+            f"path), received {problem_dim!r}"
+        )
     for arg, value in (
         ("fit_kwargs", fit_kwargs),
         ("posterior_kwargs", posterior_kwargs),
@@ -342,6 +351,12 @@ def fit_many(
     if not isinstance(name, str) or not name:
         # refused by every problem's export otherwise, after all the fitting
         raise TypeError(f"name: expected a non-empty string, received {name!r}")
+    if export is None and ("/" in name or name in ("chain", "draw", problem_dim)):
+        # as above: every problem failed in its export (or the stacking failed) after its fit
+        raise ValueError(
+            "name: expected a variable name without '/' and other than 'chain', 'draw' and "
+            f"problem_dim {problem_dim!r} (dimensions of the result), received {name!r}"
+        )
     if threads_per_worker is not None:
         threads_per_worker = check_int("threads_per_worker", threads_per_worker, minimum=1)
     if max_workers is not None:
