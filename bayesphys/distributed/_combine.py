@@ -21,10 +21,12 @@ class FitManyResult:
     table
         :class:`pandas.DataFrame` indexed by problem id: ``seed, base_seed, status, seconds,
         fit_seconds, converged, steps, final_loss, message, error, traceback, worker, resumed,
-        write_error`` (``seed = problem_seed(base_seed, id)``; ``write_error``: why a problem
-        that finished could not be written to ``out`` (the disk failed: its draws are still
-        here, and a rerun fits it again), else ``None``; ``base_seed`` is that of the run that
-        fitted the row, ``None`` for rows resumed from files written before it was recorded).
+        write_error, warnings`` (``warnings``: the distinct warnings each problem's task
+        raised, ``"Category: message"`` strings; ``seed = problem_seed(base_seed, id)``;
+        ``write_error``: why a problem that finished could not be written to ``out`` (the
+        disk failed: its draws are still here, and a rerun fits it again), else ``None``;
+        ``base_seed`` is that of the run that fitted the row, ``None`` for rows resumed from
+        files written before it was recorded).
     per_problem
         problem id -> ``{group: xarray.Dataset}`` of each successful problem.
     executor

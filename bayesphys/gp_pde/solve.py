@@ -101,8 +101,9 @@ def objective(
 ) -> Tensor:
     r"""The negative log joint :math:`\mathcal J(U, \theta, \tau)` (constants dropped).
 
-    ``u``, ``f``: grid tensors ``[n_1..n_d]`` (``f`` also flat ``[M]``, as the solvers take
-    it; ``u`` in the factors' dtype); ``g``: boundary values ``[N_b]`` in face order; the shapes are
+    ``u``, ``f``: grid tensors ``[n_1..n_d]`` (``f`` also flat ``[M]``, as
+    :class:`~bayesphys.gp_pde.KronSolve` and :class:`~bayesphys.gp_pde.DenseSolve` take it;
+    ``u`` in the factors' dtype); ``g``: boundary values ``[N_b]`` in face order; the shapes are
     checked (``ValueError`` naming the argument: a ``g`` of one value or an ``f`` of one grid line
     was broadcast). ``log_tau_b``, ``log_tau_pde``: numbers or 0-d tensors ``[]``; ``lam_b >= 0``.
     Cost :math:`O(\sum_j n_j^3 + M\sum_j n_j)`; differentiable in the factors and the taus.

@@ -87,3 +87,18 @@ def test_the_scale_out_page_names_the_files_of_an_id_that_is_no_plain_name():
     assert found is not None
     stem, pid = found.groups()
     assert stem == _stem(pid) != pid
+
+
+def test_the_table_has_exactly_the_documented_columns():
+    """FitManyResult's docstring lists the table's columns (it left out ``warnings``)."""
+    import re
+
+    from bayesphys.distributed import FitManyResult
+
+    from ._toy import build
+
+    doc = FitManyResult.__doc__
+    listed = re.search(r"indexed by problem id: ``([^`]+)``", doc).group(1)
+    documented = [c.strip() for c in listed.split(",")]
+    res = fit_many(problems(2), build, executor="sequential", progress=False, seed=0)
+    assert sorted(res.table.columns) == sorted(documented)
