@@ -45,6 +45,7 @@ def save_netcdf(
             f"idata: expected InferenceData (or a DataTree on ArviZ >= 1), received "
             f"{type(idata).__name__}"
         )
+    _check_coordinates(idata)
     if attrs is not None:
         idata = _with_attrs(idata, _file_attrs(attrs))
     path = user_path(path)  # "~" expanded; a folder name or a file in the way refused
@@ -52,6 +53,25 @@ def save_netcdf(
         raise IsADirectoryError(f"path: expected a file path, received the folder {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda tmp: _write_netcdf(idata, tmp))
+
+
+def _check_coordinates(idata: Any) -> None:
+    """``ValueError`` naming the group and coordinate of ``idata`` whose values netCDF cannot
+    store: an object coordinate holding anything but strings and numbers, such as the tuple
+    problem ids ``fit_many`` takes (xarray failed deep in its encoder with "setting an array
+    element with a sequence", after the temporary file was opened)."""
+    for group in group_names(idata):
+        ds = idata[group].dataset if ARVIZ_V1 else getattr(idata, group)
+        for name, coord in ds.coords.items():
+            if coord.dtype != object:
+                continue
+            for value in np.asarray(coord.values).ravel():
+                if not isinstance(value, (str, bytes, int, float, np.generic)):
+                    raise ValueError(
+                        f"idata: the coordinate {name!r} of group {group!r} holds a "
+                        f"{type(value).__name__} ({value!r}), which netCDF cannot store; use "
+                        "strings or numbers (e.g. str(id) for tuple problem ids)"
+                    )
 
 
 def _file_attrs(attrs: Any) -> dict[str, str | int | float]:

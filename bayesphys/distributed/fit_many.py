@@ -224,7 +224,9 @@ def fit_many(
         picklable for process/cluster executors (module-level functions and
         classes, not lambdas). An id holding a surrogate character, the undecodable byte of
         a file name (``Path.stem`` of a name not valid in the file system's encoding), is
-        refused (``ValueError``).
+        refused (``ValueError``). Any hashable id works here (tuples too: the ``out`` records
+        name files by a hash); :func:`~bayesphys.save_netcdf` of the stacked ``idata`` needs
+        string or number ids (a tuple coordinate is a ``ValueError`` naming it).
     build
         ``build(problem) -> model`` (or ``build(problem, seed=s)``) where the model has
         ``fit(**fit_kwargs) -> FitResult`` and ``posterior(**posterior_kwargs) -> Posterior``.

@@ -102,3 +102,20 @@ def test_the_table_has_exactly_the_documented_columns():
     documented = [c.strip() for c in listed.split(",")]
     res = fit_many(problems(2), build, executor="sequential", progress=False, seed=0)
     assert sorted(res.table.columns) == sorted(documented)
+
+
+def test_save_netcdf_names_tuple_problem_ids_and_writes_nothing(tmp_path):
+    """fit_many takes tuple ids; netCDF cannot store them: save_netcdf named nothing (xarray's
+    "setting an array element with a sequence" from deep in its encoder)."""
+    from bayesphys import save_netcdf
+
+    from ._toy import build
+
+    probs = {(key, 1): p for key, p in problems(2).items()}
+    res = fit_many(probs, build, executor="sequential", progress=False, seed=0)
+    path = tmp_path / "cohort.nc"
+    with pytest.raises(
+        ValueError, match=r"coordinate 'problem' of group 'posterior' holds a tuple"
+    ):
+        save_netcdf(res.idata, path)
+    assert list(tmp_path.iterdir()) == []
