@@ -50,7 +50,7 @@ from .._posterior_args import _check_level, _check_levels
 from .._posterior_base import is_posterior, missing_members
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
 from ..posterior import Posterior, SamplePosterior
-from .sbc import check_truth_draws, randomised_pit, sbc_pit, sbc_ranks
+from .sbc import check_truth_draws, diagnostics_seed, randomised_pit, sbc_pit, sbc_ranks
 from .simulate import DEFAULT_LEVELS, _pit_coverage
 
 __all__ = [
@@ -130,7 +130,7 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     d_true, d_draw = depth[:, :1, :], depth[:, 1:, :]
     less = (d_draw < d_true).sum(1)
     ties = (d_draw == d_true).sum(1)
-    gen = torch.Generator().manual_seed(offset_seed(seed, 2))
+    gen = torch.Generator().manual_seed(diagnostics_seed(seed, 2))
     v = torch.rand(less.shape, generator=gen, dtype=torch.float64)
     return randomised_pit(less, ties, v, n).to(truth.device)
 

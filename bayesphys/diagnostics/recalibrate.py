@@ -195,7 +195,8 @@ class Recalibrator:
                 f"scale: the quantile method maps by held-out PITs, not a scale; received "
                 f"scale={scale!r} (leave scale=None, or pass method='zscore' or 'conformal')"
             )
-        if isinstance(scale, bool):  # True was taken as the scale 1.0
+        if isinstance(scale, (bool, str, bytes)):  # True was taken as the scale 1.0, and
+            # float() read the string "2" as the scale 2.0
             raise TypeError(f"scale: expected a real number > 0, received {scale!r}")
         if method != "quantile" and (
             scale is None or not (math.isfinite(float(scale)) and float(scale) > 0)
@@ -265,13 +266,25 @@ class Recalibrator:
         cls, z: Tensor, *, method: str = "zscore", level: float = 0.9, n_grid: int = 241
     ) -> Recalibrator:
         """The variance-scaling map of held-out z-scores ``z [P]`` (``"zscore"`` or
-        ``"conformal"``; see the module docstring)."""
+        ``"conformal"``; see the module docstring): a tensor or an array of real numbers
+        (bool and complex values are a ``TypeError``), flattened."""
         if method not in ("zscore", "conformal"):
             raise ValueError(
                 f"method: expected 'zscore' or 'conformal', received {method!r}"
                 f"{did_you_mean(method, ('zscore', 'conformal'))}"
             )
         level = _check_level(level)  # also for zscore, which does not read it (2.0 passed)
+        if not isinstance(z, Tensor):  # an array or a list failed with an AttributeError
+            try:
+                z = values_as_tensor(z)
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise TypeError(
+                    f"z: expected held-out z-scores [P] (a tensor or an array of numbers), "
+                    f"received {type(z).__name__} ({err})"
+                ) from None
+        if z.dtype == torch.bool or z.is_complex():
+            # a mask was read as z = 0 / 1, a complex z lost its imaginary part (a warning)
+            raise TypeError(f"z: expected real numbers, received dtype {z.dtype}")
         z = z.double().flatten()
         if z.numel() == 0:
             raise ValueError("z: expected at least one held-out z-score, received none")

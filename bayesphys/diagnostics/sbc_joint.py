@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_seed, offset_seed
-from .sbc import check_truth_draws, sbc_uniformity, tie_broken_rank
+from .sbc import check_truth_draws, diagnostics_seed, sbc_uniformity, tie_broken_rank
 
 __all__ = ["sbc_joint_ranks", "sbc_joint_crossfit"]
 
@@ -73,7 +73,7 @@ def sbc_joint_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
     d_true, d_draw = lev[:, :1], lev[:, 1:]
     less = (d_draw < d_true).sum(1)
     ties = (d_draw == d_true).sum(1)
-    gen = torch.Generator().manual_seed(offset_seed(seed, 3))
+    gen = torch.Generator().manual_seed(diagnostics_seed(seed, 3))
     v = torch.rand(ties.shape, generator=gen, dtype=torch.float64).to(ties.device)
     return tie_broken_rank(less, ties, v)
 
@@ -154,11 +154,11 @@ def sbc_joint_crossfit(truth: Tensor, draws: Tensor, *, seed: int = 0) -> dict:
     cov = x.transpose(1, 2) @ x / n  # [N, K, K]
     z = x @ _inv_sqrt_psd(cov.mean(0), n * n_sims)  # the common frame; G^-1/2 is symmetric
     w = z @ _inv_sqrt_psd(z.transpose(1, 2) @ z / n, n)  # [N, n, K], whitened per pool
-    gen = torch.Generator().manual_seed(offset_seed(seed, 5))
+    gen = torch.Generator().manual_seed(diagnostics_seed(seed, 5))
     perm = torch.randperm(n_sims, generator=gen)
     half = torch.zeros(n_sims, dtype=torch.long)
     half[perm[n_sims // 2 :]] = 1
-    gen_tie = torch.Generator().manual_seed(offset_seed(seed, 6))
+    gen_tie = torch.Generator().manual_seed(diagnostics_seed(seed, 6))
     tie_u = torch.rand(n_sims, generator=gen_tie, dtype=torch.float64)
     ranks = torch.zeros(n_sims, dtype=torch.long)
     eye = torch.eye(k, dtype=torch.float64)

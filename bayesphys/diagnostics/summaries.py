@@ -25,6 +25,11 @@ Summary = Callable[[Tensor], Tensor]
 """A summary: a batch of fields ``[*S, *event]`` -> ``[*S]``."""
 
 
+def _floating(u: Tensor) -> Tensor:
+    """``u`` itself when floating point (or complex), else as float64."""
+    return u if u.is_floating_point() or u.is_complex() else u.double()
+
+
 def _identity(u: Tensor) -> Tensor:
     """The field itself (the summary of a 0-d event)."""
     return u
@@ -50,6 +55,9 @@ class _TotalMass:
         self.weights, self.event_ndim = weights, event_ndim
 
     def __call__(self, u: Tensor) -> Tensor:
+        # integer or bool fields (counts, occupancies) in float64: the weights cast to the
+        # field's dtype were truncated (weights 0.5 read as 0, every mass 0)
+        u = _floating(u)
         w = torch.as_tensor(self.weights, dtype=u.dtype, device=u.device)
         ev = tuple(u.shape[u.ndim - self.event_ndim :])
         try:
@@ -81,6 +89,9 @@ class _FrontPosition:
             raise ValueError(
                 f"u: expected fields [*S, {x.shape[0]}] on the grid x, received {tuple(u.shape)}"
             )
+        # integer or bool fields in float64: the grid cast to the field's dtype was truncated
+        # (x = 0, 0.5, 1 read as 0, 0, 1), and bool fields failed in torch's subtraction
+        u = _floating(u)
         xs = x.to(u)
         above = u >= level
         n = u.shape[-1]
@@ -118,7 +129,8 @@ def probe(index: int | Sequence[int]) -> Summary:
 def total_mass(weights: Tensor | float = 1.0, event_ndim: int = 1) -> Summary:
     r"""Summary: :math:`\sum_x w_x u(x)` over the last ``event_ndim`` dims (quadrature ``w``).
 
-    ``[*S, *event] -> [*S]``. ``weights`` (a number or an array broadcasting to the event)
+    ``[*S, *event] -> [*S]``, in the field's floating dtype (integer or bool fields in
+    float64). ``weights`` (a number or an array broadcasting to the event)
     must be finite numbers: a NaN weight made every summary NaN, refused only by the
     calibration's check of the draws, a string failed at the first field, in torch. The
     summary keeps a copy of ``weights``: a later in-place edit of the caller's tensor or array
@@ -141,7 +153,8 @@ def front_position(x: AxisLike, level: float = 0.5) -> Summary:
     r"""Summary: the largest grid coordinate where a 1-D field still exceeds ``level``.
 
     :math:`x_f = \max\{x_j : u(x_j) \ge c\}` refined by linear interpolation to the next point
-    (``x[0]`` when no point exceeds ``c``). ``u [*S, n] -> [*S]``; ``x [n]`` increasing (a
+    (``x[0]`` when no point exceeds ``c``). ``u [*S, n] -> [*S]`` (integer or bool fields
+    compared in float64); ``x [n]`` increasing (a
     tensor, or an array or list of numbers, taken as float64). The summary keeps a copy of
     ``x``: a later in-place edit of the caller's grid does not change it.
     """
@@ -162,9 +175,15 @@ def front_position(x: AxisLike, level: float = 0.5) -> Summary:
 def default_summaries(event_shape: torch.Size, max_elements: int = 16) -> dict[str, Summary]:
     """Every element of a small parameter vector as its own summary (``theta_0``, ...).
 
-    Refuses events with more than ``max_elements`` elements: pass field summaries instead.
+    Refuses events with no element (``ValueError``) or with more than ``max_elements``
+    elements: pass field summaries instead.
     """
     n = math.prod(event_shape)
+    if n == 0:  # no summary at all: the loop failed in torch.stack of an empty list
+        raise ValueError(
+            f"summaries: an event of shape {tuple(event_shape)} has no elements to summarise; "
+            "check the theta that simulate returns ([n, *event])"
+        )
     if n > max_elements:
         raise ValueError(
             f"summaries: an event of shape {tuple(event_shape)} ({n} elements) needs explicit "
