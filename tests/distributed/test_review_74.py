@@ -18,37 +18,26 @@ def _counting_build(problem, seed=None):
     return build(problem, seed=seed)
 
 
+def _refused_before_fitting(match: str, **kwargs) -> None:
+    """fit_many(**kwargs) on two problems raises ValueError(match) before any build."""
+    _BUILT.clear()
+    with pytest.raises(ValueError, match=match):
+        fit_many(
+            problems(2), _counting_build, executor="sequential", progress=False, seed=0, **kwargs
+        )
+    assert _BUILT == []
+
+
 @pytest.mark.parametrize("name", ["a/b", "chain", "draw", "patient"])
 def test_a_name_every_export_or_the_stacking_would_refuse_is_refused_before_fitting(name):
     # "a/b", "chain" and "draw" failed every problem in its export, "patient" (= problem_dim)
     # the stacking, each after all the fitting
-    _BUILT.clear()
-    with pytest.raises(ValueError, match="^name: "):
-        fit_many(
-            problems(2),
-            _counting_build,
-            executor="sequential",
-            progress=False,
-            seed=0,
-            problem_dim="patient",
-            name=name,
-        )
-    assert _BUILT == []
+    _refused_before_fitting("^name: ", problem_dim="patient", name=name)
 
 
 def test_a_problem_dim_with_a_slash_is_refused_before_fitting():
     # the stacked result could not be saved (xarray refuses '/' in a netCDF dimension name)
-    _BUILT.clear()
-    with pytest.raises(ValueError, match="^problem_dim: .*'/'"):
-        fit_many(
-            problems(2),
-            _counting_build,
-            executor="sequential",
-            progress=False,
-            seed=0,
-            problem_dim="cohort/patient",
-        )
-    assert _BUILT == []
+    _refused_before_fitting("^problem_dim: .*'/'", problem_dim="cohort/patient")
 
 
 def test_with_export_the_default_name_is_not_checked_against_problem_dim():
