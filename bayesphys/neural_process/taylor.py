@@ -70,12 +70,29 @@ class _SwishTaylorStacked(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, a: Tensor, bias: Tensor | None, first: tuple[int, ...], ix: int, ixx: int
+        ctx,
+        a: Tensor,
+        bias: Tensor | None,
+        first: tuple[int, ...],
+        ix: int,
+        ixx: int,
+        grad: bool = True,
     ) -> Tensor:
         # the value stream's bias is added here, not into a copy of ``a`` (``cat``), whose
         # backward cost two zero-filled copies of the stack per layer
         v = a[0] if bias is None else a[0] + bias
         sg = torch.sigmoid(v)
+        if not first and ixx < 0 and not grad:
+            # the value stream alone and no backward (a posterior, under no_grad): none of the
+            # derivative factors (three full-size passes and tensors), and the product in
+            # v's own buffer when v is the fresh sum with the bias (of a's dtype); the same
+            # numbers
+            ctx.factors = None
+            if bias is None or v.dtype != a.dtype:
+                out = torch.empty_like(a)
+                torch.mul(v, sg, out=out[0])
+                return out
+            return v.mul_(sg).unsqueeze(0)
         q = sg * (1 - sg)
         f1 = torch.addcmul(sg, v, q)
         out = torch.empty_like(a)
@@ -115,12 +132,12 @@ class _SwishTaylorStacked(torch.autograd.Function):
             out[ix].addcmul_(gxx * ax, f2, value=2.0)
             gv.addcmul_(gxx, f3 * ax * ax + f2 * a[ixx])
         gb = gv.sum_to_size(b[0].shape) if b and ctx.needs_input_grad[1] else None
-        return out, gb, None, None, None
+        return out, gb, None, None, None, None
 
     @staticmethod
     def _graph_backward(
         a: Tensor, b: list[Tensor], g: Tensor, first: tuple[int, ...], ix: int, ixx: int
-    ) -> tuple[Tensor, Tensor | None, None, None, None]:
+    ) -> tuple[Tensor, Tensor | None, None, None, None, None]:
         """The backward as differentiable operations on ``a`` (and ``bias``, ``b``)."""
         v = a[0] + b[0] if b else a[0]
         sg = torch.sigmoid(v)
@@ -141,7 +158,7 @@ class _SwishTaylorStacked(torch.autograd.Function):
             gv = torch.addcmul(gv, gxx, f3 * ax * ax + f2 * a[ixx])
         grads[0] = gv
         gb = gv.sum_to_size(b[0].shape) if b else None
-        return torch.stack(grads), gb, None, None, None
+        return torch.stack(grads), gb, None, None, None, None
 
 
 def swish_taylor_stacked(a: Tensor, keys: tuple[str, ...], bias: Tensor | None = None) -> Tensor:
@@ -172,7 +189,12 @@ def swish_taylor_stacked(a: Tensor, keys: tuple[str, ...], bias: Tensor | None =
     ixx = keys.index("xx") if "xx" in keys else -1
     if ixx >= 0 and ix < 0:
         raise ValueError("keys: the 'xx' stream needs the 'x' stream")
-    return _SwishTaylorStacked.apply(a, bias, first, ix, ixx)
+    # ``grad``: a backward can follow (a parameter's requires_grad alone does not say so:
+    # under no_grad it is set, and the Function's ``needs_input_grad`` with it)
+    grad = torch.is_grad_enabled() and (
+        a.requires_grad or (bias is not None and bias.requires_grad)
+    )
+    return _SwishTaylorStacked.apply(a, bias, first, ix, ixx, grad)
 
 
 class FourierFeatures(nn.Module):
@@ -243,7 +265,8 @@ class TaylorMLP(nn.Module):
 
     def forward(self, feats: dict[str, Tensor], cond: Tensor) -> dict[str, Tensor]:
         keys = tuple(feats)
-        stack = torch.stack([feats[k] for k in keys])  # [S, B, N, F]
+        # [S, B, N, F]; the value alone (a posterior) as a view: stack copied it
+        stack = feats[keys[0]].unsqueeze(0) if len(keys) == 1 else torch.stack(list(feats.values()))
         # each layer's bias (the first layer's: the condition's term) enters the value stream
         # only, added inside the activation (a ``cat`` of the streams cost two zero-filled
         # copies of the stack per layer in the backward)
