@@ -28,10 +28,18 @@ def quantile_of_all(x: Tensor, q: float) -> Tensor:
         return torch.quantile(flat, q)
     if bool(torch.isnan(flat).any()):
         return flat.new_tensor(float("nan"))
-    s = torch.sort(flat).values
-    h = q * (s.numel() - 1)
+    n = flat.numel()
+    h = q * (n - 1)
     lo = int(h)
-    hi = min(lo + 1, s.numel() - 1)
+    hi = min(lo + 1, n - 1)
+    if flat.device.type in ("cpu", "cuda"):
+        # the two order statistics by selection (the same values as from the sort): a sort of
+        # all the entries and its int64 indices cost 3.7x the time (2.2e7 float64 entries:
+        # 7.1 s, 1.9 s) and held two arrays of their size beside them
+        a = torch.kthvalue(flat, lo + 1).values
+        b = a if hi == lo else torch.kthvalue(flat, hi + 1).values
+        return torch.lerp(a, b, flat.new_tensor(h - lo))
+    s = torch.sort(flat).values  # other devices: not every one has kthvalue
     return torch.lerp(s[lo], s[hi], s.new_tensor(h - lo))
 
 

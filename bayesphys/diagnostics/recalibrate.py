@@ -75,6 +75,8 @@ from .simulate import _pit_coverage
 __all__ = ["conformal_rank", "conformal_min_scores", "Recalibrator"]
 
 _LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+#: quantile-table entries per block of :meth:`Recalibrator._base_quantiles` (8 MB in float64)
+_TABLE_BLOCK = 2**20
 
 
 def _check_method(method: Any) -> str:
@@ -332,8 +334,15 @@ class Recalibrator:
         if isinstance(post, SamplePosterior):
             return self._sample_quantiles(post)
         grid = self._grid(post.mean)
-        q = post.quantile(grid).reshape(len(grid), -1).mT.contiguous()
-        q = torch.cummax(q, dim=-1).values  # guard monotonicity of empirical quantiles
+        qg = post.quantile(grid).reshape(len(grid), -1)  # [G, M]
+        # rows [M, G] written block by block into the table, each the running maximum of its
+        # quantiles (guards monotonicity of empirical ones): the same numbers as the cummax of
+        # the whole transposed copy, which held that copy, the maxima and their int64 indices
+        # at once (three [M, G] arrays, 1.9 GB each for 1e6 points in float64; now two)
+        q = qg.new_empty((qg.shape[1], qg.shape[0]))
+        block = max(1, _TABLE_BLOCK // max(len(grid), 1))
+        for j in range(0, q.shape[0], block):
+            q[j : j + block] = torch.cummax(qg[:, j : j + block].mT, dim=-1).values
         return grid, q
 
     def _sample_quantiles(self, post: SamplePosterior) -> tuple[Tensor, Tensor]:
@@ -359,7 +368,7 @@ class Recalibrator:
         """Base marginal CDF of ``x [S, *batch, *event]`` -> ``[S, *batch, *event]``."""
         grid, q = self._base_quantiles(post)
         xs = x.reshape(x.shape[0], -1).mT
-        p = _interp_rows(xs, q, grid.expand_as(q).contiguous())
+        p = _interp_rows(xs, q, grid)  # the grid as one shared row: no [M, G] copy
         return p.mT.reshape(x.shape)
 
     def _fitted_pits(self, what: str) -> Tensor:
