@@ -71,7 +71,9 @@ for the linearisation with the exact Jacobian, by perturb-and-solve through the 
 :math:`w = H^{-1}(z_1 + \sqrt{\tau_2}G^\top z_2 + \sqrt\gamma B^\top z_3)` has covariance
 :math:`H^{-1}`. Marginal variances on a test grid stay on the constant-shift approximation
 (:math:`H \approx P`, :meth:`~.solve.KronSolve.test_variance`): the variation of
-:math:`3U^{\star 2}` about its mean is neglected there (an approximation).
+:math:`3U^{\star 2}` about its mean is neglected there (an approximation). Both Kronecker
+solves of the posterior (:attr:`GaussNewtonKronSolve.pre` and the draws' preconditioner) are
+formed at their first use, not by every :meth:`~GaussNewtonKronSolve.solve` of a fit.
 """
 
 from __future__ import annotations
@@ -182,7 +184,11 @@ class GaussNewtonKronSolve:
         self.cg_maxiter = o["cg_maxiter"]
         self.shift, self.max_backtrack = o["shift"], o["max_backtrack"]
         self.precond, self.precond_rank = precond, o["precond_rank"]
-        self.pre: KronSolve | None = None
+        # the posterior's solves at the linearisation point, built on first use (pre: its
+        # variances; _cg_pre: the preconditioner of its draws); a fit step's solve needs neither
+        self._pre: KronSolve | None = None
+        self._pre_shift: float | None = None
+        self._cg_pre: KronSolve | None = None
         self.w: Tensor | None = None
         self.d: Tensor | None = None
         self._reset_stats()
@@ -244,9 +250,9 @@ class GaussNewtonKronSolve:
     def _gradient(self, w: Tensor, u: Tensor, rho: Tensor, e: Tensor) -> Tensor:
         return w + self._gt(rho, 3 * u * u, e)
 
-    def _preconditioner(self, shift: float) -> KronSolve:
+    def _preconditioner(self, shift: float, dprec: Tensor | None = None) -> KronSolve:
         op = replace(self.lin_op, c0=self.lin_op.c0 + shift)
-        return KronSolve(self.factors, op, self.tau2, self.gamma)
+        return KronSolve(self.factors, op, self.tau2, self.gamma, dprec=dprec)
 
     def gtg_diagonal(self, d: Tensor) -> Tensor:
         r"""Diagonal of :math:`G^\top G`, :math:`G = \Lambda + R^{-1}\mathrm{diag}(d)R`,
@@ -279,10 +285,11 @@ class GaussNewtonKronSolve:
         diagonal of the non-boundary part of :math:`H`; equal to :math:`P` when ``d`` is
         constant)."""
         shift = float(d.mean()) if self.shift is None else float(self.shift)
-        pre = self._preconditioner(shift)
-        if self.precond == "diag":
-            pre.set_diagonal(1 + self.tau2 * self.gtg_diagonal(d).clamp_min(0))
-        return pre
+        if self.precond == "diag":  # one capacitance, of this diagonal (not also the shift's)
+            return self._preconditioner(
+                shift, dprec=1 + self.tau2 * self.gtg_diagonal(d).clamp_min(0)
+            )
+        return self._preconditioner(shift)
 
     # ------------------------------------------------------------------ solve
     def solve(self, f: Tensor, g: Tensor, *, u0: Tensor | None = None) -> Tensor:
@@ -418,8 +425,26 @@ class GaussNewtonKronSolve:
             check_grid_tensor("w", w, self.shape, dtype=ref.dtype, device=ref.device)
         self.w = kron_apply(self.Rinv, u) if w is None else w
         self.d = 3 * u * u
-        self.pre = self._preconditioner(float(self.d.mean()) if self.shift is None else self.shift)
-        self._cg_pre = self._cg_preconditioner(self.d) if self.precond == "diag" else self.pre
+        # their Kronecker solves (two or three capacitance factorisations and, for "diag", the
+        # exact diagonal) are formed by the posterior's first use (pre, sample_u): the solve
+        # that ends every step of a fit needed none of them
+        self._pre_shift = float(self.d.mean()) if self.shift is None else self.shift
+        self._pre, self._cg_pre = None, None
+
+    @property
+    def pre(self) -> KronSolve | None:
+        r"""The constant-shift :class:`~.solve.KronSolve` :math:`P` at the linearisation point
+        (its variances, :meth:`test_variance`), formed on first use; ``None`` before
+        :meth:`solve` or :meth:`linearise`."""
+        if self._pre is None and self._pre_shift is not None:
+            self._pre = self._preconditioner(self._pre_shift)
+        return self._pre
+
+    def _draw_preconditioner(self) -> KronSolve:
+        """The PCG preconditioner of :meth:`sample_u` at the linearisation point (formed once)."""
+        if self._cg_pre is None:
+            self._cg_pre = self._cg_preconditioner(self.d) if self.precond == "diag" else self.pre
+        return self._cg_pre
 
     # ------------------------------------------------------------------ posterior
     @property
@@ -452,11 +477,12 @@ class GaussNewtonKronSolve:
         rhs = rhs + math.sqrt(self.gamma) * kron_apply(self.Rt, scatter_faces(z3, self.shape))
         flat = rhs.reshape(-1, *self.shape)
         out = torch.empty_like(flat)
+        cg_pre = self._draw_preconditioner() if flat.shape[0] else None
         for i in range(flat.shape[0]):
             x, _, _ = pcg(
                 lambda v: self.hessian_matvec(v, d),
                 flat[i],
-                precond=self._cg_pre.precision_solve,
+                precond=cg_pre.precision_solve,
                 tol=tol,
                 maxiter=10 * self.cg_maxiter,
             )

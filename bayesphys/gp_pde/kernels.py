@@ -90,6 +90,27 @@ def _values_inplace(kind: str, zz: Tensor, a: Tensor, m: Tensor, w: Tensor) -> T
     return env.mul_(c.cos_()) @ w
 
 
+def _mixture_sum(part, z: Tensor, a_all: Tensor, m_all: Tensor, w_all: Tensor):
+    """``sum`` of ``part(a, m, w)`` over blocks of the mixture components (``[Q]`` each), sized
+    so that a block's ``[*z, q]`` temporaries stay ~ ``_MIX_ELEMENTS``."""
+    step = max(1, min(a_all.shape[0], _MIX_ELEMENTS // max(z.numel(), 1)))
+    total = 0
+    for q0 in range(0, a_all.shape[0], step):
+        sl = slice(q0, q0 + step)
+        total = total + part(a_all[sl], m_all[sl], w_all[sl])
+    return total
+
+
+def mixture_values(kind: str, z: Tensor, a: Tensor, m: Tensor, w: Tensor) -> Tensor:
+    r""":math:`k(z)` ``[*]`` of lags ``z`` ``[*]`` without autograd, from a kernel's envelope
+    rates :math:`a_q`, angular frequencies :math:`2\pi\mu_q` and weights :math:`w_q` (``[Q]``
+    each, as :meth:`SpectralMixture1d.mixture` gives them): :meth:`SpectralMixture1d.deriv`
+    ``(z, 0)`` under ``torch.no_grad`` bit for bit, with no module (a posterior keeps these
+    three tensors to evaluate its kernel later, on whatever device it was moved to)."""
+    zz = z.unsqueeze(-1)
+    return _mixture_sum(lambda a_, m_, w_: _values_inplace(kind, zz, a_, m_, w_), z, a, m, w)
+
+
 def uniform_step(x: Tensor) -> Tensor | None:
     """The spacing of ``x`` ``[N]`` when its points are evenly spaced (to ``1e-12`` of its
     span) and ``N > 2``, else ``None``: where :meth:`SpectralMixture1d.gram` evaluates only
@@ -201,14 +222,14 @@ class SpectralMixture1d(nn.Module):
         n = check_int("n", n)
         if n not in range(5):
             raise ValueError(f"n: expected a derivative order in 0..4, received {n}")
-        a_all, m_all, w_all = self.log_a.exp(), 2 * math.pi * self.mu, self.weights
+        a_all, m_all, w_all = self.mixture()
         # chunk the mixture so that temporaries stay ~ _MIX_ELEMENTS (memory-bound otherwise)
-        step = max(1, min(self.num_mixtures, _MIX_ELEMENTS // max(z.numel(), 1)))
-        total = 0
-        for q0 in range(0, self.num_mixtures, step):
-            sl = slice(q0, q0 + step)
-            total = total + self._deriv_part(z, n, a_all[sl], m_all[sl], w_all[sl])
-        return total
+        return _mixture_sum(lambda a, m, w: self._deriv_part(z, n, a, m, w), z, a_all, m_all, w_all)
+
+    def mixture(self) -> tuple[Tensor, Tensor, Tensor]:
+        r"""``(a, 2 pi mu, w)``, each ``[Q]``: the envelope rates :math:`a_q = e^{\log a_q}`,
+        the angular frequencies and the weights :math:`w_q` that :meth:`deriv` evaluates."""
+        return self.log_a.exp(), 2 * math.pi * self.mu, self.weights
 
     def _deriv_part(self, z: Tensor, n: int, a: Tensor, m: Tensor, w: Tensor) -> Tensor:
         zz = z.unsqueeze(-1)

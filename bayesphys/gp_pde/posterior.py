@@ -11,7 +11,9 @@ residuals) depend on the grid values :math:`U = u(X)` only, so for test points :
 Marginal variances are computed exactly from the factors; draws are pathwise
 (:math:`W(U_s - f_X) + f_*` with :math:`(f_*, f_X)` a joint prior draw on the union of the test and
 collocation axes, built from per-axis eigen-roots), so no :math:`M \times M` or
-:math:`M_* \times M_*` matrix is formed.
+:math:`M_* \times M_*` matrix is formed. The eigen-roots are formed at the first draw (the
+mean and variances do not read them), and draws are mapped a block of base noise
+(``_DRAW_BYTES``) at a time.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .._checks import check_dense_memory
 from .._linalg import psd_eigen_root
 from ..posterior import GaussianPosterior
 from ._kron import kron_apply, kron_dense
-from .kernels import SpectralMixture1d
+from .kernels import SpectralMixture1d, mixture_values
 from .operator import Factor
 
 if TYPE_CHECKING:
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
 
 __all__ = ["grid_field_posterior", "test_grid_posterior"]
 
+
+#: largest block of base noise (bytes) that :class:`_GridRoot` maps to draws at once; its
+#: Kronecker temporaries are about three times as large
+_DRAW_BYTES = 2**25
 
 #: largest block of rows of the dense test-to-grid map :math:`W` (bytes) that
 #: :func:`dense_test_variance` forms at once
@@ -111,7 +117,7 @@ def test_grid_posterior(
     :math:`\Sigma_U` draws and variances; of a ``DenseSolve`` the posterior keeps only its
     :meth:`~bayesphys.gp_pde.dense_solve.DenseSolve.sampler`).
     """
-    W, var_prior, roots, sizes = [], None, [], []
+    W, var_prior, joints, sizes = [], None, [], []
     for k, fc, xt in zip(kernels, factors, test_axes):
         kxs = k.gram(xt, fc.x, 0)
         w = torch.cholesky_solve(kxs.mT, fc.L).mT  # [p, n]
@@ -120,8 +126,13 @@ def test_grid_posterior(
         wcw = (w * kxs).sum(-1)  # diag(W C W^T) = diag(K_*X C^{-1} K_X*)
         pair = (kss, wcw)
         var_prior = [pair] if var_prior is None else var_prior + [pair]
-        joint = torch.cat([torch.cat([k.gram(xt, xt, 0), kxs], 1), torch.cat([kxs.mT, fc.C], 1)], 0)
-        roots.append(psd_eigen_root(joint))
+        # what the joint prior root of test and collocation points [p + n, p + n] is made of,
+        # factored at the first draw (the mean, variances and intervals need none of it: its
+        # eigendecomposition and [p, p] Gram were most of the time of a posterior on a fine
+        # 1-D grid, 7.5 of 8 CPU-s at p = 2000)
+        with torch.no_grad():
+            mix = tuple(t.detach() for t in k.mixture())
+        joints.append((k.kind, *mix, xt, kxs.detach(), fc.C.detach()))
         sizes.append((xt.numel(), fc.x.numel()))
     kss_full = kron_vec([p[0] for p in var_prior])
     wcw_full = kron_vec([p[1] for p in var_prior])
@@ -135,14 +146,14 @@ def test_grid_posterior(
             var_u = dense_test_variance(W, solver.cov_u()).reshape(shape_t)
         var = (var_u + (kss_full - wcw_full).reshape(shape_t)).clamp_min(0)
     du = solver.root_dim if hasattr(solver, "root_dim") else math.prod(shape_x)
-    dj = math.prod(r.shape[1] for r in roots)
+    dj = math.prod(p + n for p, n in sizes)  # the roots are square
     # a dense solver's draws need only its two factors, not its [M, M] operator matrix
     sampler = solver.sampler() if hasattr(solver, "sampler") else solver
 
     return GaussianPosterior(
         mean.detach(),
         DiagLinearOperator(var.reshape(-1)),
-        root=_GridRoot(sampler, W, roots, sizes, shape_x, du),
+        root=_GridRoot(sampler, W, joints, sizes, shape_x, du),
         root_dim=du + dj,
     )
 
@@ -159,11 +170,44 @@ class _GridRoot:
     # conservation_update) would be silently wrong, so it reads this flag and refuses
     marginal_covariance = True
 
-    def __init__(self, solver, W, roots, sizes, shape_x, du) -> None:
-        self.solver, self.W, self.roots = solver, W, roots
+    def __init__(self, solver, W, joints, sizes, shape_x, du) -> None:
+        self.solver, self.W = solver, W
+        # per axis (kind, a, 2 pi mu, w, x_test, K_*X, C): the joint prior covariance of the
+        # axis's test and collocation points, whose eigen-root is formed at the first draw
+        self._joints, self._roots = joints, None
         self.sizes, self.shape_x, self.du = sizes, shape_x, du
 
+    @property
+    def roots(self) -> list[Tensor]:
+        r"""Per axis the eigen-root ``[p_j + n_j, p_j + n_j]`` of the joint prior covariance
+        :math:`\begin{pmatrix}K_{**} & K_{*X}\\ K_{X*} & C\end{pmatrix}` of its test and
+        collocation points, formed on first use (the first draw)."""
+        if self._roots is None:
+            with torch.no_grad():
+                self._roots = [_joint_root(*parts) for parts in self._joints]
+            self._joints = None
+        return self._roots
+
     def __call__(self, z: Tensor) -> Tensor:
+        lead = z.shape[:-1]
+        rows = math.prod(lead)
+        block = max(1, _DRAW_BYTES // max(1, z.shape[-1] * z.element_size()))
+        if rows <= block:
+            return self._draws(z)
+        # a block of draws at a time: the temporaries of the Kronecker products (the joint prior
+        # draw [..., (p_1 + n_1)..(p_d + n_d)], the field draws and their copies, about three
+        # times the noise) were formed for every draw at once
+        flat = z.reshape(rows, z.shape[-1])
+        first = self._draws(flat[:block])
+        out = first.new_empty(rows, first.shape[-1])
+        out[:block] = first
+        del first
+        for start in range(block, rows, block):
+            out[start : start + block] = self._draws(flat[start : start + block])
+        return out.reshape(*lead, out.shape[-1])
+
+    def _draws(self, z: Tensor) -> Tensor:
+        """:meth:`__call__` on all of ``z [..., du + dj]`` at once."""
         lead, du = z.shape[:-1], self.du
         us = self.solver.sample_u(z[..., :du]).reshape(*lead, *self.shape_x)
         fj = kron_apply(self.roots, z[..., du:].reshape(*lead, *(r.shape[1] for r in self.roots)))
@@ -179,6 +223,16 @@ class _GridRoot:
         """A copy with the solver, factors and roots on ``device`` (for
         :meth:`GaussianPosterior.to`)."""
         return _moved(self, torch.device(device), {})
+
+
+def _joint_root(
+    kind: str, a: Tensor, m: Tensor, w: Tensor, xt: Tensor, kxs: Tensor, c: Tensor
+) -> Tensor:
+    """The eigen-root of the joint prior covariance of one axis's test points ``xt [p]`` and
+    collocation points (``kxs [p, n]``, ``c [n, n]``), the kernel given by its mixture
+    ``a, m, w [Q]`` (:func:`~.kernels.mixture_values`; ``k.gram(xt, xt, 0)`` bit for bit)."""
+    kss = mixture_values(kind, xt[:, None] - xt[None, :], a, m, w)
+    return psd_eigen_root(torch.cat([torch.cat([kss, kxs], 1), torch.cat([kxs.mT, c], 1)], 0))
 
 
 def _moved(obj: Any, device: torch.device, memo: dict[int, Any]) -> Any:

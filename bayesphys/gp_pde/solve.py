@@ -164,6 +164,9 @@ class KronSolve:
     :math:`O(n^3)` per dimension plus an :math:`N_b \times N_b` Cholesky
     (:math:`N_b = 2\sum_{j} \prod_{k\ne j} n_k`). ``tau2``, ``gamma``: finite numbers (or 0-d
     tensors) ``>= 0`` (``gamma = 0`` drops the boundary term, as in :class:`DenseSolve`).
+    ``dprec`` ``[n_1..n_d]`` (optional): a positive diagonal in place of
+    :math:`1 + \tau_2|\Lambda|^2`, as :meth:`set_diagonal` sets it (the capacitance is then
+    factored once, for that diagonal only).
     """
 
     def __init__(
@@ -172,6 +175,8 @@ class KronSolve:
         op: LinearPDEOperator,
         tau2: Tensor | float,
         gamma: Tensor | float,
+        *,
+        dprec: Tensor | None = None,
     ):
         check_factor_count(factors, op)
         if len(factors) not in (1, 2):
@@ -205,7 +210,11 @@ class KronSolve:
         self.R = [fc.R.to(self.cdtype) for fc in factors]
         self.Rt = [r.mH for r in self.R]
         self.Rinv = [fc.Rinv.to(self.cdtype) for fc in factors]
-        self.cap_chol = self._cap_factor()
+        if dprec is not None:  # the capacitance of this diagonal only (set_diagonal factored
+            # a second one, of the diagonal 1 + tau2 |Lambda|^2 it replaced)
+            self.set_diagonal(dprec)
+        else:
+            self.cap_chol = self._cap_factor()
 
     def _cap_factor(self) -> Tensor | None:
         r"""Cholesky factor of the capacitance :math:`K`, or ``None`` when :math:`\gamma = 0`:
