@@ -26,31 +26,31 @@ linux_only = pytest.mark.skipif(
 )
 
 
-def peak_rise_mb(body: str) -> float:
-    """Rise (MB) of the peak resident memory of a fresh process over the statements ``body``,
-    which see ``x`` (float32 ``[200, 100000]``, 80 MB), ``y`` (``[100000]``), ``check_finite``
-    and ``crps_samples`` (this checkout's bayesphys). A body that sets up before the part to
-    measure ends its setup with ``before = _reset_peak()``."""
-    code = textwrap.dedent(
-        """
-        import torch
-        from bayesphys._device import check_finite
-        from bayesphys.metrics import crps_samples
-        def _hwm_kib():
-            with open("/proc/self/status") as fh:
-                return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:"))
-        x = torch.randn(200, 100_000, generator=torch.Generator().manual_seed(0))
-        y = torch.zeros(100_000)
-        def _reset_peak():  # the peak back to the current size; returns it (KiB)
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-            return _hwm_kib()
-        crps_samples(x[:, :10], y[:10])  # first-call allocations out of the measurement
-        before = _reset_peak()
-        {body}
-        print((_hwm_kib() - before) / 1024)
-        """
-    ).format(body=body)
+_MEASURE = """
+def _hwm_kib():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+def _reset_peak():  # the peak back to the current resident size; returns it (KiB)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    return _hwm_kib()
+"""
+
+
+def peak_rise_after(setup: str, body: str) -> float:
+    """Rise (MB) of the peak resident memory of a fresh process (this checkout's bayesphys and
+    tests importable, one thread, glibc's mmap threshold fixed, warnings ignored) over the
+    statements ``body``, run after ``setup`` (imports and inputs, not measured; ``torch`` is
+    imported). A body that
+    sets up more before the part to measure ends that part with ``before = _reset_peak()``."""
+    code = (
+        "import warnings\nwarnings.simplefilter('ignore')\nimport torch\n"
+        + _MEASURE
+        + textwrap.dedent(setup)
+        + "\nbefore = _reset_peak()\n"
+        + textwrap.dedent(body)
+        + "\nprint((_hwm_kib() - before) / 1024)\n"
+    )
     root = str(Path(bayesphys.__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     env = {
@@ -63,3 +63,17 @@ def peak_rise_mb(body: str) -> float:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def peak_rise_mb(body: str) -> float:
+    """:func:`peak_rise_after` of ``body`` after a setup that gives it ``x`` (float32
+    ``[200, 100000]``, 80 MB), ``y`` (``[100000]``), ``check_finite`` and ``crps_samples``."""
+    setup = """
+        import torch
+        from bayesphys._device import check_finite
+        from bayesphys.metrics import crps_samples
+        x = torch.randn(200, 100_000, generator=torch.Generator().manual_seed(0))
+        y = torch.zeros(100_000)
+        crps_samples(x[:, :10], y[:10])  # first-call allocations out of the measurement
+        """
+    return peak_rise_after(setup, body)

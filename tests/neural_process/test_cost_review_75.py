@@ -6,18 +6,11 @@ on the Burgers preset's default 1071 points this took the peak memory of ``poste
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 import torch
 
-import bayesphys
 from bayesphys.neural_process import taylor
-from tests.memory_checks import linux_only
+from tests.memory_checks import linux_only, peak_rise_after
 from tests.tiny_models import tiny_rgnp
 
 pytestmark = [
@@ -97,41 +90,17 @@ def test_value_only_swish_gives_the_kept_factors_numbers():
 
 
 def _posterior_peak_rise_mb(batch: int) -> float:
-    """Rise (MB) of the peak resident memory of a fresh process over its resident memory
-    before one ``posterior`` of ``batch`` parameter sets at a Burgers model's 1071 default
-    points (128 hidden units). The peak is reset before the call (``/proc/self/clear_refs``),
-    so the import's transient peak does not hide part of the rise, and big blocks go back to
-    the system at once (glibc's mmap threshold fixed)."""
-    code = textwrap.dedent(
-        f"""
-        import warnings
-        warnings.simplefilter("ignore")
+    """Rise (MB) of the peak resident memory of a fresh process over one ``posterior`` of
+    ``batch`` parameter sets at a Burgers model's 1071 default points (128 hidden units)."""
+    setup = f"""
         import torch
         from tests.tiny_models import tiny_rgnp
-
-        def status(key):
-            with open("/proc/self/status") as f:
-                return next(int(line.split()[1]) for line in f if line.startswith(key))
-
         m = tiny_rgnp("burgers", hidden=128, depth=3, n_freq=8)
         z = torch.tensor([[0.05, 0.7]]).expand({batch}, -1)
         w = torch.tensor([[1.0]]).expand({batch}, -1)
         m.posterior(z=z[:2], w=w[:2])  # first-call allocations out of the measurement
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # the peak (VmHWM) back to the current resident memory
-        before = status("VmRSS")
-        post = m.posterior(z=z, w=w)
-        print((status("VmHWM") - before) / 1024)
         """
-    )
-    root = str(Path(bayesphys.__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = path
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+    return peak_rise_after(setup, "post = m.posterior(z=z, w=w)")
 
 
 @linux_only
