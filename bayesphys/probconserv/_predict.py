@@ -94,8 +94,8 @@ def step1_posterior(
         return calibrated_step1(
             model, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller
         )
-    # the slices' dense covariances [B, nt, nx, nx] float64: the list, its stack, the scaled
-    # copy and the jittered one
+    # the slices' dense covariances [B, nt, nx, nx] float64, and gpytorch's temporaries of one
+    # slice's prediction (about 8 slices' worth, 4 times the result from 3 slices on)
     b = len(context)
     check_dense_memory(
         sizes,
@@ -107,15 +107,19 @@ def step1_posterior(
         device=model.device,
     )
     xc, yc, xt = _net_inputs(model, context, tt, xx)
-    means, covs = [], []
+    mean = cov = None
     for j in range(nt):
         m, c = model.net.predict(xc.to(_F64), yc.to(_F64), xt[:, j * nx : (j + 1) * nx].to(_F64))
-        means.append(m)
-        covs.append(c)
-    mean = torch.stack(means, 1)
-    cov = torch.stack(covs, 1)
-    c = 1.0 if stage == "raw" else model.var_scale
-    cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
+        if cov is None:  # filled slice by slice: no list of slices beside their stack
+            mean = m.new_empty((b, nt, nx))
+            cov = c.new_empty((b, nt, nx, nx))
+        mean[:, j] = m
+        cov[:, j] = c
+        del m, c
+    # in place, the same values as c * cov + 1e-10 I without the two copies of [B, nt, nx, nx]
+    # (the stack, the scaled and the jittered covariances were four at once)
+    cov.mul_(1.0 if stage == "raw" else model.var_scale)
+    cov.add_(1e-10 * torch.eye(nx, dtype=_F64, device=cov.device))
     return calibrated_step1(model, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller)
 
 

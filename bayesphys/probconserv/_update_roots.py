@@ -10,9 +10,10 @@ class, not a closure, so that posteriors pickle (worker processes) and move betw
 from __future__ import annotations
 
 import copy
+import weakref
 
 import torch
-from linear_operator.operators import LinearOperator
+from linear_operator.operators import LinearOperator, LowRankRootAddedDiagLinearOperator
 from torch import Tensor
 
 from .._gaussian_posterior import move_root
@@ -49,17 +50,37 @@ class CastRoot:
 
 
 class CovarianceRoot:
-    """``z -> L z`` for a root of ``cov``: built at once (for ``base_dim``) unless ``root``, a
-    structured root of ``cov`` already factorised (the prior's own), is given; dropped when
-    pickled (the structured root holds closures) and rebuilt on first use after that."""
+    """``z -> L z`` for a root of ``cov``, factorised at the first draw, not before: ``root``,
+    a structured root of ``cov`` already factorised (the prior's own), is used as it is;
+    ``prior`` (a float64 posterior whose covariance is ``cov``, held by a weak reference) lends
+    its own root, factorised and cached on it at the first draw while it lives. An updated
+    posterior whose draws are never taken (its mean and variances scored, as in the hybrid
+    calibration's held-out folds) factorises nothing: the eager factor was a dense Cholesky
+    per function and slice (about a fifth of a meta-GP calibration) or the Woodbury
+    capacitance of a low-rank one (an ``[*batch, N, k]`` copy of its root). ``base_dim`` is
+    read off the operator's type. The root is dropped when pickled (it holds closures) and
+    rebuilt on first use after that."""
 
-    def __init__(self, cov: LinearOperator, root=None) -> None:
-        self.cov, self._root = cov, root
-        self.base_dim = self._get().base_dim
+    def __init__(self, cov: LinearOperator, root=None, prior: GaussianPosterior | None = None):
+        # a given root is used as it is (as the eager update's was)
+        self.cov, self._root, self._graph = cov, root, root is not None
+        self._prior = None if prior is None else weakref.ref(prior)
+        self.base_dim = root.base_dim if root is not None else root_dim(cov)
 
     def _get(self):
-        if self._root is None:
+        prior = None if self._prior is None else self._prior()
+        if self._root is None and prior is not None:
+            # the prior's own (cached on it, so its draws reuse it), kept here
+            self._root = prior._get_root()
+            self._graph = getattr(prior, "_root_graph", False)
+            self._prior = None
+            return self._root
+        # a root factorised without autograd is rebuilt once gradients are wanted (as the
+        # posterior's own, GaussianPosterior._get_root)
+        wants_graph = torch.is_grad_enabled() and self.cov.requires_grad
+        if self._root is None or (wants_graph and not self._graph):
             self._root = structured_root(self.cov, "prior covariance")
+            self._graph = wants_graph
         return self._root
 
     def __call__(self, z: Tensor) -> Tensor:
@@ -69,11 +90,22 @@ class CovarianceRoot:
         """A copy for the covariance on ``device`` (for :meth:`GaussianPosterior.to`); its
         root is rebuilt there on first use."""
         out = copy.copy(self)
-        out.cov, out._root = self.cov.to(device), None
+        out.cov, out._root, out._prior = self.cov.to(device), None, None
         return out
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_root": None}
+        return {**self.__dict__, "_root": None, "_prior": None}
+
+
+def root_dim(cov: LinearOperator) -> int:
+    """The number of base-noise columns of :func:`~bayesphys._structured_root.structured_root`
+    of ``cov`` ``[*, N, N]`` without factorising it: ``k + N`` for a low-rank-plus-diagonal
+    operator of rank ``k`` (the root ``[R, diag(sqrt d)]``), ``N`` for every other one
+    (diagonal, Kronecker, dense)."""
+    n = cov.shape[-1]
+    if isinstance(cov, LowRankRootAddedDiagLinearOperator):
+        return cov._linear_op.root.shape[-1] + n
+    return n
 
 
 class UpdatedRoot:

@@ -247,7 +247,9 @@ def conservation_update(
         variance and ``rsample`` are differentiable in the prior's mean and covariance, ``G``,
         ``b`` and ``sigma_g``. It holds the prior's covariance operator (and its factor), not
         copies, so an in-place edit of the prior's covariance tensors changes it; ``G`` is
-        copied.
+        copied. The prior covariance's factor for the draws is taken at the first draw (the
+        prior's own, shared with it), not by the update: a posterior scored only by its mean
+        and variances factorises nothing.
 
         Applied again to its own result, the update conditions on a second, independent
         observation of the same constraint, so it is not idempotent. After the limit
@@ -361,11 +363,15 @@ def conservation_update(
         base_root, base_dim = prior_root(prior), int(prior._custom_root_dim)
     else:
         # a float64 prior's covariance is ``cov``: its own root (factorised when it was
-        # validated, or now and kept by the prior) serves the draws, the same factor to the bit;
-        # a second factorisation of the prior was ~97 % of the update's time (1.5 s for 200
-        # slices of 200 points)
-        own = prior._get_root() if prior.dtype == _F64 else None
-        base_root = CovarianceRoot(cov, own)
+        # validated, or at the first draw and kept by the prior) serves the draws, the same
+        # factor to the bit; a second factorisation of the prior was ~97 % of the update's
+        # time (1.5 s for 200 slices of 200 points). Factorised at the first draw, not here:
+        # a posterior only scored (mean, variances) needs none
+        f64 = prior.dtype == _F64
+        own = prior._root if f64 and prior._root is not None else None
+        if own is not None:
+            own = prior._get_root()  # the cached one (rebuilt if stale, as before)
+        base_root = CovarianceRoot(cov, own, prior if f64 and own is None else None)
         base_dim = base_root.base_dim
     extra = 0 if limit else m
     # a sigma_g whose square overflows (> ~1.3e154) has a zero gain column, so capping it
