@@ -17,7 +17,7 @@ from .._checks import check_bool, check_int, check_real, seed_or_draw, stream_se
 from .._device import as_tensor
 from .._stack import user_stacklevel
 from .._warning_types import BayesphysRuntimeWarning
-from ..inference_data import build_inference_data
+from ..inference_data import _Fresh, build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
 from ..problems.fisher_kolmogorov import max_steps, stable_steps
 from ._glioma_setup import check_built
@@ -169,8 +169,22 @@ class GliomaPosteriorMixin:
         draws = self.theta_draws(num_samples, 1, seed)[0]
         self._warn_unstable_draws(draws, t_end, "posterior")
         with torch.no_grad():
-            fields = self.full(torch.stack([self._forward(t, t_end) for t in draws]))
+            fields = self._field_draws(draws, t_end)
         return SamplePosterior(fields[None], event_ndim=self.ndim)
+
+    def _field_draws(self, th: Tensor, t_end: float | None) -> Tensor:
+        """Forward solves of the draws ``th [*lead, 2 + K d]``: maps ``[*lead, *grid]`` on the
+        whole grid (0 outside the crop), each written into the result as it is solved. Stacking
+        the crop maps first and embedding the stack kept two more copies of every draw's crop
+        map at the peak (the list and its stack); the same values."""
+        lead = tuple(th.shape[:-1])
+        out = None
+        for idx in np.ndindex(*lead):
+            c = self._forward(th[idx], t_end)
+            if out is None:
+                out = torch.zeros((*lead, *self.full_shape), dtype=c.dtype, device=c.device)
+            out[(*idx, *self.crop)] = c
+        return out
 
     def to_inference_data(
         self,
@@ -225,9 +239,7 @@ class GliomaPosteriorMixin:
         if field or predictive:
             self._warn_unstable_draws(th.reshape(-1, th.shape[-1]), None, "to_inference_data")
             with torch.no_grad():
-                c = self.full(
-                    torch.stack([torch.stack([self._forward(t) for t in ch]) for ch in th])
-                )
+                c = self._field_draws(th, None)
         if field:
             post["c"] = c
             loglik = {"labels": self._pointwise_log_likelihood(c)}
@@ -242,8 +254,17 @@ class GliomaPosteriorMixin:
             dims["pet"] = names
         replicates = None
         if predictive:
-            replicates = self.replicate_observations(c, seed=seed)
-            replicates["labels"] = replicates["labels"].to(torch.int8)
+            # int8 from the start: a long map of every draw (8 bytes a voxel) was made and
+            # then converted
+            replicates = self._replicates(c, seed, torch.int8)
+        # the draw-sized maps are made for this export and held nowhere else: the export takes
+        # their memory instead of a copy of each (the copies doubled its peak)
+        fresh = {"c"}
+        post = {k: _Fresh(v) if k in fresh else v for k, v in post.items()}
+        if field:
+            loglik = {k: _Fresh(v) for k, v in loglik.items()}
+        if replicates is not None:
+            replicates = {k: _Fresh(v) for k, v in replicates.items()}
         return build_inference_data(
             posterior=post,
             posterior_predictive=replicates,
@@ -323,7 +344,12 @@ class GliomaPosteriorMixin:
                 f"c: expected maps [..., *{self.full_shape}] on the whole grid, received "
                 f"{tuple(c.shape)}"
             )
-        seed = seed_or_draw("seed", seed)
+        return self._replicates(c, seed_or_draw("seed", seed), torch.long)
+
+    def _replicates(self, c: Tensor, seed: int, label_dtype: torch.dtype) -> dict[str, Tensor]:
+        """:meth:`replicate_observations` of checked maps ``c [..., *grid]`` and ``seed``, the
+        labels in ``label_dtype`` (``long`` there; ``int8`` for the export, which made them
+        ``long`` first: 8 bytes a voxel of every draw)."""
         gen = torch.Generator(device=self.device)
         # a stream of its own: the same seed in theta_draws / posterior draws other normals
         gen.manual_seed(stream_seed(seed, "glioma-replicates"))
@@ -333,9 +359,10 @@ class GliomaPosteriorMixin:
             cc.shape, generator=gen, dtype=cc.dtype, device=cc.device
         )
         th_down, th_up = self._thresholds()
-        lab = (latent >= th_down).long() + (latent >= th_up).long()
-        labels = self.labels.expand(c.shape).clone()
-        labels[(..., *self.crop)] = torch.where(self._brain > 0, lab, self._labels)
+        lab = (latent >= th_down).to(label_dtype) + (latent >= th_up).to(label_dtype)
+        labels = self.labels.to(label_dtype).expand(c.shape).clone()
+        observed = self._labels.to(label_dtype)
+        labels[(..., *self.crop)] = torch.where(self._brain > 0, lab, observed)
         out = {"labels": labels}
         if self._pet is not None:
             noise = torch.randn(cc.shape, generator=gen, dtype=cc.dtype, device=cc.device)
