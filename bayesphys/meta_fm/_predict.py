@@ -37,6 +37,8 @@ __all__ = [
     "integration_batches",
     "push_populations",
     "predictive_draws",
+    "draws_array",
+    "fill_draw",
 ]
 
 
@@ -197,11 +199,27 @@ def predictive_draws(
 ) -> SamplePosterior:
     """Draws ``[1, num_samples, P, n, d]`` of the ``P`` populations ``[n, d]`` that
     ``predict(seed)`` returns: draw ``k`` predicted with seed ``seed + k``, or (``same``: no
-    subsample to vary) the one prediction of ``seed`` repeated."""
-    if same:
-        one = torch.stack(predict(seed))
-        draws = [one] * num_samples
-    else:
-        draws = [torch.stack(predict(offset_seed(seed, k))) for k in range(num_samples)]
+    subsample to vary) the one prediction of ``seed`` repeated. Each prediction is written
+    into the draws' one array as it comes (stacked at the end, the draws were held twice)."""
+    first = predict(seed if same else offset_seed(seed, 0))
+    out = draws_array((1, num_samples), first)
+    fill_draw(out[0, 0], first)
+    for k in range(1, num_samples):
+        if same:
+            out[0, k] = out[0, 0]
+        else:
+            fill_draw(out[0, k], predict(offset_seed(seed, k)))
     # batch = the P populations, event = one population (n, d)
-    return SamplePosterior(torch.stack(draws)[None], event_ndim=2)
+    return SamplePosterior(out, event_ndim=2)
+
+
+def draws_array(lead: tuple[int, ...], pops: Sequence[Tensor]) -> Tensor:
+    """An empty array ``[*lead, P, n, d]`` for draws of the ``P`` populations ``pops``
+    (``[n, d]`` each, one size), in their dtype and on their device."""
+    return pops[0].new_empty((*lead, len(pops), *pops[0].shape))
+
+
+def fill_draw(out: Tensor, pops: Sequence[Tensor]) -> None:
+    """Write the populations ``pops`` (``[n, d]`` each) into one draw ``out [P, n, d]``."""
+    for i, y in enumerate(pops):
+        out[i] = y

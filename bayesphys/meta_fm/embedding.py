@@ -51,8 +51,10 @@ def check_knn_memory(
 ) -> None:
     """Refuse (``MemoryError`` naming ``name``, the argument that sets the size; a warning
     above half the memory) the kNN graphs of ``batch`` populations of ``n`` points in
-    ``dtype`` on ``device`` (:func:`knn_adjacency`) when they cannot fit: the distances, their
-    masked copy and the adjacency ``[batch, n, n]``, and the bool mask ``[n, n]``."""
+    ``dtype`` on ``device`` (:func:`knn_adjacency`) when they cannot fit, counted as three
+    ``[batch, n, n]`` arrays and an ``[n, n]`` mask: a bound kept from when the distances,
+    their masked copy and the adjacency were three arrays; they now share one (the embedding
+    normalises it in place too), so a graph refused here would need about a third of it."""
     size = torch.empty((), dtype=dtype).element_size()
     check_dense_memory(
         name,
@@ -94,12 +96,14 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
     # torch has no half-precision cdist on the CPU: the distances of float16 / bfloat16
     # points are taken in float32 (the neighbour sets of float32 points of those values)
     narrow = x.dtype in (torch.float16, torch.bfloat16)
+    x = x.detach()  # A is piecewise constant in x: no graph (its arrays are edited in place)
     d2 = torch.cdist(x.float(), x.float()) if narrow else torch.cdist(x, x)
-    eye = torch.eye(n, dtype=torch.bool, device=x.device)
-    d2 = d2.masked_fill(eye, float("inf"))
+    # no self-loops: the diagonal set in place (a masked copy was one more [*, n, n] array)
+    d2.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
     # the neighbour set, not its order, defines A: unsorted topk is ~25 % cheaper
     idx = d2.topk(kk, dim=-1, largest=False, sorted=False).indices  # [*, n, kk]
-    adj = torch.zeros(d2.shape, dtype=x.dtype, device=x.device)
+    # A in the distances' storage once they are read (x's dtype): one [*, n, n] array
+    adj = torch.zeros(d2.shape, dtype=x.dtype, device=x.device) if narrow else d2.zero_()
     adj.scatter_(-1, idx, 1.0)
     return adj
 
@@ -120,13 +124,23 @@ def normalized_adjacency(adj: Tensor) -> Tensor:
 
 
 def _normalized(adj: Tensor) -> Tensor:
-    """:func:`normalized_adjacency` of a checked ``adj [*, n, n]`` (the embedding's own kNN
-    graph: 0/1 weights, no check needed, nor the device syncs of one)."""
+    """:func:`normalized_adjacency` of a checked ``adj [*, n, n]`` (no check needed, nor the
+    device syncs of one)."""
     n = adj.shape[-1]
     a = adj + torch.eye(n, dtype=adj.dtype, device=adj.device)
     deg = a.sum(-1)  # in-degree of node i (rows = targets)
     dinv = deg.rsqrt()
     return dinv[..., :, None] * a * dinv[..., None, :]
+
+
+def _normalized_(adj: Tensor) -> Tensor:
+    """:func:`_normalized` of the embedding's own fresh kNN graph ``adj [*, n, n]`` (floating,
+    contiguous), computed in its storage, which it overwrites and returns: out of place,
+    ``A + I`` and the two scalings were three more ``[*, n, n]`` arrays. The same operations
+    in the same order, so bit for bit :func:`_normalized`'s values."""
+    adj.diagonal(dim1=-2, dim2=-1).add_(1.0)  # A + I
+    dinv = adj.sum(-1).rsqrt()  # in-degree of node i (rows = targets), plus its self-loop
+    return adj.mul_(dinv[..., :, None]).mul_(dinv[..., None, :])
 
 
 class DenseGCN(nn.Module):
@@ -229,7 +243,7 @@ class PopulationEmbedding(nn.Module):
         if f is not None:
             f = f.gather(-2, order[..., None].expand(*order.shape, f.shape[-1]))
         with torch.no_grad():
-            a_hat = _normalized(knn_adjacency(x.detach(), self.k))
+            a_hat = _normalized_(knn_adjacency(x.detach(), self.k))
         h = x if f is None else torch.cat([x, f.to(x)], -1)
         z = self.gcn(h, a_hat).mean(-2)
         z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)

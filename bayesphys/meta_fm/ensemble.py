@@ -44,6 +44,7 @@ from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._ensemble_fit import fit_members
 from ._persist import check_ensemble_checkpoint
+from ._predict import draws_array, fill_draw
 from ._treatments import warn_untrained_treatments
 from ._uncertainty import SplitScores, check_split, split_scores, uncertainty_summary
 from ._validate import check_populations
@@ -331,28 +332,25 @@ class MFMEnsemble:
         trained = [m._treatments_trained() for m in self.models]
         warn_untrained_treatments("MFMEnsemble.posterior", treatment, trained)
         self.models[0]._warn_far_sources("MFMEnsemble.posterior", pops)
-        chains = []
+        out = None
         # warned above (none trained, inputs that require grad), not per member
         with untrained_warned(), torch.no_grad():
             for j, m in enumerate(self.models):
-                chains.append(
-                    torch.stack(
-                        [
-                            torch.stack(
-                                m.predict(
-                                    pops,
-                                    treatment,
-                                    features=features,
-                                    seed=_member_seed(seed, j, num_samples, k),
-                                    batch=batch,
-                                )
-                            )
-                            for k in range(num_samples)
-                        ]
+                for k in range(num_samples):
+                    draw = m.predict(
+                        pops,
+                        treatment,
+                        features=features,
+                        seed=_member_seed(seed, j, num_samples, k),
+                        batch=batch,
                     )
-                )
+                    # each draw written into the one array [M, K, P, n, d] as it comes
+                    # (stacked per member, then over members, the draws were held twice)
+                    if out is None:
+                        out = draws_array((self.members, num_samples), draw)
+                    fill_draw(out[j, k], draw)
         # batch = the P populations, event = one population (n, d)
-        return SamplePosterior(torch.stack(chains), event_ndim=2)
+        return SamplePosterior(out, event_ndim=2)
 
     @own_precision()
     def uncertainty(

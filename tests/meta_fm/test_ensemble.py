@@ -27,7 +27,7 @@ def test_w2_inference_data_refuses_a_name_that_is_a_dim_before_the_distances(nam
     def no_w2(*args, **kwargs):
         raise AssertionError("the W2 distances were computed before the name was checked")
 
-    monkeypatch.setattr(idata_mod, "population_metrics", no_w2)
+    monkeypatch.setattr(idata_mod, "_population_w2", no_w2)
     g = torch.Generator().manual_seed(0)
     post = SamplePosterior(torch.randn(2, 2, 3, 10, 2, generator=g))
     with pytest.raises(ValueError, match="^name: "):

@@ -46,8 +46,14 @@ def particle_velocity(x: Tensor, a: float = 1.0, b: float = 2.0, ell: float = 0.
         # (computed, the kernel's 0 / 0 on its diagonal made every velocity NaN)
         return attraction
     sq = x.pow(2).sum(-1)
-    d2 = (sq[:, :, None] + sq[:, None, :] - 2 * x @ x.mT).clamp_min(0)
-    ker = torch.exp(-d2 / (2 * ell2))  # [P, n, n]
+    # the kernel [P, n, n] built in two arrays, edited in place (the same operations in the
+    # same order as (sq_j + sq_k - 2 x_j.x_k).clamp_min(0), then exp(-d2 / 2 ell^2): each
+    # step of that expression was one more [P, n, n] array)
+    gram = x @ x.mT
+    ker = sq[:, :, None] + sq[:, None, :]
+    ker.sub_(gram.mul_(2))
+    del gram
+    ker.clamp_min_(0).neg_().div_(2 * ell2).exp_()
     # sum_k (x_j - x_k) K_jk = x_j sum_k K_jk - (K x)_j
     rep = (x * ker.sum(-1, keepdim=True) - ker @ x) / (ell2 * x.shape[1])
     return attraction + b * rep
@@ -70,21 +76,36 @@ def _gmm_populations(p: int, n: int, gen: torch.Generator) -> tuple[Tensor, list
     return out, mix
 
 
+#: populations simulated together: at most 64, and at most this many kernel entries
+#: ``[chunk, n, n]`` (64 populations of B3's 256 points)
+_CHUNK_POPS, _CHUNK_ENTRIES = 64, 64 * 256 * 256
+
+
+def _particle_chunk(n: int) -> int:
+    """Populations of ``n`` points simulated together: 64 up to 256 points, then fewer, so
+    that the kernel ``[chunk, n, n]`` stays near 4M entries (64 populations of 1000 points
+    held 64M, 256 MB in float32 for each of its arrays); each population's RK4 is its own,
+    so the chunk does not change its values."""
+    return max(1, min(_CHUNK_POPS, _CHUNK_ENTRIES // (n * n)))
+
+
 def _simulate_particles(
     x0: Tensor, steps: int, a: float, b: float, ell: float, dtype: torch.dtype = torch.float32
 ) -> Tensor:
-    """RK4 of :func:`particle_velocity` in ``dtype`` from ``x0 [P, n, 2]`` to T = 1."""
+    """RK4 of :func:`particle_velocity` in ``dtype`` from ``x0 [P, n, 2]`` to T = 1, in chunks
+    of :func:`_particle_chunk` populations."""
     x = x0.to(dtype, copy=True)  # written in place below: never x0 itself
     h = 1.0 / steps
-    for lo in range(0, x.shape[0], 64):
-        y = x[lo : lo + 64]
+    chunk = _particle_chunk(x.shape[1])
+    for lo in range(0, x.shape[0], chunk):
+        y = x[lo : lo + chunk]
         for _ in range(steps):
             k1 = particle_velocity(y, a, b, ell)
             k2 = particle_velocity(y + 0.5 * h * k1, a, b, ell)
             k3 = particle_velocity(y + 0.5 * h * k2, a, b, ell)
             k4 = particle_velocity(y + h * k3, a, b, ell)
             y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        x[lo : lo + 64] = y
+        x[lo : lo + chunk] = y
     return x
 
 
