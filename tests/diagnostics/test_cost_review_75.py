@@ -12,7 +12,7 @@ import bayesphys.diagnostics.recalibrated as recalibrated
 from bayesphys import GaussianPosterior, SamplePosterior
 from bayesphys.diagnostics import Recalibrator
 
-from ..memory_checks import linux_only, peak_rise_mb
+from ..memory_checks import linux_only, peak_rise_after
 
 F64 = torch.float64
 
@@ -128,37 +128,28 @@ def test_draws_read_the_probability_grid_as_one_shared_row(monkeypatch):
     assert seen == [(2, 1), (1, 2)]
 
 
+def _recalibrated_field_setup(n: int) -> str:
+    """A quantile Recalibrator ``rec`` and a diagonal float64 posterior ``p`` of ``n`` points."""
+    return f"""
+        from bayesphys import GaussianPosterior
+        from bayesphys.diagnostics import Recalibrator
+        from linear_operator.operators import DiagLinearOperator
+        g = torch.Generator().manual_seed(0)
+        rec = Recalibrator("quantile", pits=torch.rand(100, generator=g, dtype=torch.float64))
+        p = GaussianPosterior(torch.zeros({n}, dtype=torch.float64),
+            DiagLinearOperator(torch.rand({n}, generator=g, dtype=torch.float64) + 0.1))
+        """
+
+
 @linux_only
 def test_mean_of_a_recalibrated_field_holds_no_per_marginal_copies():
     # 20000 marginals: the [M, 400] values are 64 MB, the table [M, 241] 39 MB. The old mean
     # held an [M, 400] copy of the probabilities and ten more arrays of that size (~640 MB)
-    body = (
-        "from bayesphys import GaussianPosterior\n"
-        "from bayesphys.diagnostics import Recalibrator\n"
-        "from linear_operator.operators import DiagLinearOperator\n"
-        "g = torch.Generator().manual_seed(0)\n"
-        "rec = Recalibrator('quantile', pits=torch.rand(100, generator=g, dtype=torch.float64))\n"
-        "n = 20_000\n"
-        "p = GaussianPosterior(torch.zeros(n, dtype=torch.float64),\n"
-        "    DiagLinearOperator(torch.rand(n, generator=g, dtype=torch.float64) + 0.1))\n"
-        "rec.wrap(p).mean"
-    )
-    assert peak_rise_mb(body) < 500
+    assert peak_rise_after(_recalibrated_field_setup(20_000), "rec.wrap(p).mean") < 500
 
 
 @linux_only
 def test_quantile_table_is_built_without_a_transposed_copy_and_its_indices():
     # 50000 marginals x 241 grid points in float64: 96 MB a table; the cummax of the whole
     # transposed copy held it, the maxima and their int64 indices (~290 MB)
-    body = (
-        "from bayesphys import GaussianPosterior\n"
-        "from bayesphys.diagnostics import Recalibrator\n"
-        "from linear_operator.operators import DiagLinearOperator\n"
-        "g = torch.Generator().manual_seed(0)\n"
-        "rec = Recalibrator('quantile', pits=torch.rand(100, generator=g, dtype=torch.float64))\n"
-        "n = 50_000\n"
-        "p = GaussianPosterior(torch.zeros(n, dtype=torch.float64),\n"
-        "    DiagLinearOperator(torch.rand(n, generator=g, dtype=torch.float64) + 0.1))\n"
-        "rec._base_quantiles(p)"
-    )
-    assert peak_rise_mb(body) < 270
+    assert peak_rise_after(_recalibrated_field_setup(50_000), "rec._base_quantiles(p)") < 270
