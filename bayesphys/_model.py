@@ -281,11 +281,20 @@ class DivergenceGuard:
         # iff max |g|^2 fits the tensor's dtype
         tops = torch._foreach_norm(gs, math.inf)
         # read back at once (one device sync, not one per tensor); float64 holds every
-        # float32/half value exactly (MPS has no float64, nor gradients wider than float32)
+        # float32/half value exactly (MPS has no float64, nor gradients wider than float32).
+        # Stacked by device and dtype, each stack moved and widened once, not each norm apart
+        # (a dispatch per tensor, and a kernel launch per tensor on an accelerator, at every
+        # step of a fit); the values are the same
         dev = tops[0].device
         wide = torch.float32 if dev.type == "mps" else torch.float64
-        vals = torch.stack([n.to(device=dev, dtype=wide) for n in tops]).tolist()
-        if all(math.isfinite(t) and t * t <= torch.finfo(g.dtype).max for t, g in zip(vals, gs)):
+        groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        for n, g in zip(tops, gs):
+            groups.setdefault((n.device, g.dtype), []).append(n)
+        vals = torch.cat(
+            [torch.stack(ns).to(device=dev, dtype=wide) for ns in groups.values()]
+        ).tolist()
+        limits = [torch.finfo(dt).max for (_, dt), ns in groups.items() for _ in ns]
+        if all(math.isfinite(t) and t * t <= top for t, top in zip(vals, limits)):
             return True
         self.reject("gradients overflow: their squares are not finite in the parameters' dtype")
         return False
