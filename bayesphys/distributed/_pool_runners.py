@@ -16,6 +16,7 @@ from typing import Any
 
 from .._checks import check_int
 from ._plain_pickle import LoadFailure, PlainPickled, apply
+from ._problem_task import join_shared, split_shared
 from ._runner import Event, Runner, _import
 from ._task_errors import TaskError, _call_indexed, _Failure, _task_error, _task_label
 from ._worker_threads import _init_worker
@@ -236,11 +237,18 @@ class DaskRunner(FuturesRunner):
         from dask.distributed import as_completed
 
         futures = {}
+        blob = self._scatter_shared(tasks)
         for i, task in enumerate(tasks):
             try:
-                futures[self._submit(fn, task)] = i
+                if blob is None:
+                    futures[self._submit(fn, task)] = i
+                else:
+                    own = blob[1][i]
+                    fut = self.executor.submit(_dask_call_shared, fn, blob[0], own, pure=False)
+                    futures[fut] = i
             except Exception as err:  # noqa: BLE001
                 yield i, False, _task_error(i, task, err, "could not be submitted: ")
+        del blob  # the tasks hold the scattered bytes now: released after the last
         if not futures:
             return
         # the client's own loop: as_completed looks up the default client otherwise, and the
@@ -254,10 +262,38 @@ class DaskRunner(FuturesRunner):
             else:
                 yield i, True, value
 
+    def _scatter_shared(self, tasks: list[Any]) -> tuple[Any, list[dict[str, Any]]] | None:
+        """fit_many's build, export and settings (:func:`~._problem_task.split_shared`)
+        pickled once and scattered to the cluster: ``(future of the bytes, own parts)``, or
+        ``None`` (not fit_many's tasks, or they cannot be pickled or scattered: each task then
+        carries them, and reports what fails). Inside every task they were pickled once per
+        problem and held by the scheduler until it ran (100 problems with a 10 MB input: 8 s
+        to submit and 1.2 GB more in the driver). Bytes, not the objects: every task unpickles
+        its own copy, as before (a task that changes its builder's data in place changes no
+        other task's)."""
+        split = split_shared(tasks)
+        if split is None:
+            return None
+        from distributed.protocol.pickle import dumps
+
+        try:
+            blob = self.executor.scatter(dumps(split[0]), hash=False)
+        except Exception:  # noqa: BLE001 - e.g. unpicklable: each task reports it
+            return None
+        return blob, split[1]
+
     def close(self) -> None:
         if self.cluster is not None:
             self.executor.close()
             self.cluster.close()
+
+
+def _dask_call_shared(fn: Callable[[Any], Any], blob: bytes, own: dict[str, Any]) -> Any:
+    """Worker side of :meth:`DaskRunner._scatter_shared`: ``fn`` of the task rebuilt from this
+    task's own copy of the shared part and its ``own`` part."""
+    from distributed.protocol.pickle import loads
+
+    return fn(join_shared(loads(blob), own))
 
 
 def _check_cluster(cluster: Any, client: Any) -> None:

@@ -14,7 +14,7 @@ import re
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +96,44 @@ class ProblemTask:
     #: neither count given to ``fit_many``: a posterior of stored draws (``SamplePosterior``)
     #: exports its chains as they are, any other draws ``num_chains x num_samples``
     keep_stored_chains: bool = True
+
+
+#: the fields of a :class:`ProblemTask` that are each problem's own; the others (``build``,
+#: ``export``, the settings) are the same for every task of one ``fit_many`` call
+_OWN_FIELDS = ("problem_id", "problem", "seed")
+_SHARED_FIELDS = tuple(f for f in ProblemTask.__dataclass_fields__ if f not in _OWN_FIELDS)
+
+
+def _same_setting(a: Any, b: Any) -> bool:
+    """Whether two tasks' values of a shared field are the same objects (dicts: the same keys
+    with the same value objects, as ``fit_many`` gives every task its own copy of the dict)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(a[k] is b[k] for k in a)
+    return a is b
+
+
+def split_shared(tasks: Sequence[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """``(shared, own)`` when ``tasks`` are :class:`ProblemTask` s that share their ``build``,
+    ``export`` and settings (the same objects, as ``fit_many`` makes them): ``shared`` those
+    fields once, ``own[k]`` task ``k``'s id, problem and seed; ``None`` otherwise (or for no
+    task). A runner sends ``shared`` once instead of a copy inside every task (a builder or
+    keywords carrying large inputs were pickled and stored once per problem: a cohort held
+    ``N`` copies in Ray's object store or Dask's scheduler); :func:`join_shared` rebuilds the
+    task in the worker."""
+    if not tasks or not all(type(t) is ProblemTask for t in tasks):
+        return None
+    first = tasks[0]
+    for t in tasks[1:]:
+        if not all(_same_setting(getattr(t, f), getattr(first, f)) for f in _SHARED_FIELDS):
+            return None
+    shared = {f: getattr(first, f) for f in _SHARED_FIELDS}
+    own = [{f: getattr(t, f) for f in _OWN_FIELDS} for t in tasks]
+    return shared, own
+
+
+def join_shared(shared: dict[str, Any], own: dict[str, Any]) -> ProblemTask:
+    """The :class:`ProblemTask` of :func:`split_shared`'s ``shared`` and one task's ``own``."""
+    return ProblemTask(**shared, **own)
 
 
 def _accepts(fn: Callable[..., Any], kw: str) -> bool:
