@@ -441,13 +441,20 @@ def _dask_runner(client: Any, workers: int | None, threads: int | None) -> DaskR
             # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which pins glibc's
             # mmap threshold: every torch tensor above 128 KiB is then mmap'd and unmapped, and
             # the fits ran ~3x slower here. Unset it for the clusters we start.
-            with dask.config.set({_DASK_TRIM_KEY: None}):
-                cluster = LocalCluster(
-                    n_workers=workers or os.cpu_count(),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                )
+            # Dask's nannies also set their pre-spawn variables (OMP_NUM_THREADS=1 and the
+            # other thread counts, PYTHONHASHSEED) in this process's own environment before
+            # spawning, and leave them: every later subprocess of the caller inherited them
+            environ = dict(os.environ)
+            try:
+                with dask.config.set({_DASK_TRIM_KEY: None}):
+                    cluster = LocalCluster(
+                        n_workers=workers or os.cpu_count(),
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                    )
+            finally:
+                _restore_environ(environ)
             # not the process's default client: a second fit_many running at the same time
             # found it through default_client() and lost its tasks when this call closed it
             client = Client(cluster, set_as_default=False)
@@ -461,6 +468,15 @@ def _dask_runner(client: Any, workers: int | None, threads: int | None) -> DaskR
         if remote:
             client.run(_init_worker, threads, workers=remote)
     return DaskRunner(client, cluster, nworkers)
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Put ``os.environ`` back to ``saved``: keys added since removed, changed ones reset."""
+    for key in [k for k in os.environ if k not in saved]:
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _process_identity() -> tuple[str, int]:

@@ -254,11 +254,45 @@ def test_ray_equals_sequential_and_isolates_a_failure():
 def test_dask_equals_sequential_and_isolates_a_failure():
     pytest.importorskip("dask.distributed")
     probs = _toy.problems(4, fail=(3,))
+    environ = dict(os.environ)
     with pytest.warns(RuntimeWarning, match="fit_many: 1 of 4 problems failed"):
         res = _run("dask", probs, builder=_toy.build_no_trim, max_workers=2)
     assert res.executor == "dask" and res.workers == 2
+    # the nannies' pre-spawn variables (thread counts, PYTHONHASHSEED) were left in this
+    # process's environment
+    assert dict(os.environ) == environ
     _check_equal(res, _reference(probs, _toy.build, 7))
     _check_failure(res, "p003")
+
+
+def test_dask_cluster_started_here_leaves_the_environment(monkeypatch):
+    """A LocalCluster's nannies set their pre-spawn variables in the starting process's own
+    environment (OMP_NUM_THREADS=1, PYTHONHASHSEED, ...) and leave them; the cluster fit_many
+    starts gives the caller's environment back."""
+    distributed = pytest.importorskip("dask.distributed")
+    from bayesphys.distributed import _pool_runners
+
+    class FakeCluster:
+        def __init__(self, **kwargs):
+            os.environ["OMP_NUM_THREADS"] = "1"  # what Nanny.start does before spawning
+            os.environ["PYTHONHASHSEED"] = "6640"
+
+    class FakeClient:
+        def __init__(self, cluster, set_as_default=True):
+            self.cluster = cluster
+
+        def scheduler_info(self):
+            return {"workers": {"w0": {}}}
+
+    monkeypatch.setattr(distributed, "LocalCluster", FakeCluster)
+    monkeypatch.setattr(distributed, "Client", FakeClient)
+    monkeypatch.setattr(_pool_runners, "DaskRunner", lambda client, cluster, n: (client, n))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    environ = dict(os.environ)
+    client, workers = _pool_runners._dask_runner(None, 1, None)
+    assert isinstance(client, FakeClient) and workers == 1
+    assert dict(os.environ) == environ
 
 
 def test_dask_client_passed_in_is_left_running():
