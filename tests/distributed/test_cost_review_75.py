@@ -28,6 +28,7 @@ from bayesphys.distributed._process_group import DistContext
 from bayesphys.inference_data import group_dataset
 
 from . import _toy
+from .test_concurrent_calls import _StandInRay as _LifecycleStandInRay
 
 
 class CountedBuilder:
@@ -100,22 +101,14 @@ class _Ref:
         self.blob = blob
 
 
-class _StandInRay:
-    """The part of ``ray`` RayRunner uses: arguments pickled at submission as Ray does (a
-    ``put`` object once), tasks run in this process when their result is asked for."""
+class _StandInRay(_LifecycleStandInRay):
+    """The part of ``ray`` RayRunner uses (the lifecycle of ``test_concurrent_calls``'s stand-in,
+    with 2 CPUs): arguments pickled at submission as Ray does (a ``put`` object once), tasks run
+    in this process when their result is asked for."""
 
     def __init__(self) -> None:
-        self.up = False
+        super().__init__()
         self.puts = 0
-
-    def is_initialized(self) -> bool:
-        return self.up
-
-    def init(self, **kwargs) -> None:
-        self.up = True
-
-    def shutdown(self) -> None:
-        self.up = False
 
     def cluster_resources(self) -> dict:
         return {"CPU": 2}
