@@ -22,7 +22,8 @@ import pytest
 import bayesphys
 
 linux_only = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="ru_maxrss in KiB and glibc's malloc: Linux"
+    not sys.platform.startswith("linux"),
+    reason="VmHWM, /proc/self/clear_refs and glibc's malloc: Linux",
 )
 
 
