@@ -74,7 +74,8 @@ def _psd_cholesky_jitter(
     if not bool(torch.isfinite(a).all()):
         bad = int((~torch.isfinite(a)).sum())
         raise ValueError(f"{name}: expected finite values, received {bad} NaN/Inf entries")
-    base = 1e-10 if a.dtype == torch.float64 else 1e-6
+    exponent = -10 if a.dtype == torch.float64 else -6
+    base = 10.0**exponent
     # the floor keeps the first jitter a normal number of a's dtype: a subnormal jitter (a zero
     # matrix's, in float32 ~1e-44) is read as 0 by CPUs / LAPACK builds that flush denormals
     tiny = torch.finfo(a.dtype).tiny / base
@@ -99,7 +100,9 @@ def _psd_cholesky_jitter(
         del shifted
         fixed = pending & (info == 0)
         if bool(fixed.any()):
-            relative = base * 10**k
+            # 10.0 ** (exponent + k), not base * 10**k: float32's third try read
+            # 9.999999999999999e-05, below DRAW_JITTER (1e-4), and its draws did not warn
+            relative = 10.0 ** (exponent + k)
         jit = torch.where(fixed[..., None], trial, jit)
         pending = pending & (info != 0)
         if not bool(pending.any()):

@@ -232,8 +232,10 @@ def tarp(
 def score_summary(truth: Tensor, draws: Tensor) -> dict:
     """Mean CRPS (sample form) and mean NLL under the moment-matched Gaussian, over ``[N, K]``.
 
-    Both are in the units of the summaries; lower is better. Integer or bool summaries are
-    taken as float64.
+    The CRPS is that of the ``L`` draws' empirical law (:func:`~bayesphys.metrics.crps_samples`
+    with ``fair=False``); the Gaussian has each problem's draw mean and sample variance
+    (``correction=1``, divisor ``L - 1``). Both are in the units of the summaries; lower is
+    better. Integer or bool summaries are taken as float64.
     """
     truth, draws = check_truth_draws(truth, draws)
     # floats are returned, so no graph is kept: a truth that requires grad warned ("Converting

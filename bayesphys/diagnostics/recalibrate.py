@@ -26,7 +26,8 @@ trained on, and both evaluated on a *further* held-out set whose coverage is rep
   at position :math:`(P - 1)q` under-covers by about :math:`(1 - 2q)/(P+1)` per tail), and
   :math:`R` (``r_forward``) its inverse, linear through :math:`(p_{(k)}, k/(P+1))`.
   Marginals are handled through a grid of base quantiles at ``n_grid`` probabilities
-  :math:`\Phi(z)`, ``z`` equispaced in :math:`[-7, 7]` (linear interpolation); draws are mapped
+  :math:`\Phi(z)`, ``z`` equispaced in :math:`[-7, 7]` (:math:`[-5, 5]` for a float32
+  posterior; linear interpolation); draws are mapped
   by :math:`F^{-1}(R^{-1}(F(x)))`, which keeps the base posterior's dependence structure (its
   copula).
 

@@ -208,9 +208,11 @@ def sbc_uniformity(
     and :func:`~bayesphys.diagnostics.run_sbc` require ``n_sims >= 2``: the rank of one
     problem is not a sample of the rank distribution, and its chi-square (one count in two
     bins) cannot reject at any usual level (``p = 0.317`` whatever the rank when the two bins
-    hold equally many rank values). Power grows with ``N`` (the chi-square cannot
-    reject at 5 % below ``N = 4``; the calibration guide gives the power at ``N = 50`` to
-    ``500``).
+    hold equally many rank values). Power grows with ``N`` (with the default bins, two for
+    ``N < 10``, holding equally many rank values (``L + 1`` even) the chi-square cannot reject
+    at 5 % below ``N = 4``; with unequal bins a few ranks in the smaller bin can: at ``L = 2``
+    (bins of 2 and 1 rank values) two ranks of value 2 give :math:`X^2 = 4`, ``p = 0.046``;
+    the calibration guide gives the power at ``N = 50`` to ``500``).
     """
     n_draws = check_int("n_draws", n_draws, minimum=1)
     seed = check_seed("seed", seed)
