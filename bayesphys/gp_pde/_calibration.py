@@ -102,7 +102,14 @@ class PoissonFamily:
 
     def infer(self, data: dict) -> GaussianPosterior:
         r"""Exact conditional of ``u`` at the probes given ``(y_f, g)``: mean ``[n_probe]``,
-        covariance ``[n_probe, n_probe]``; :math:`\tau^2 I` added to the source block only."""
+        covariance ``[n_probe, n_probe]``.
+
+        With :math:`y = (y_f, g)`, :math:`K_{yy} = \begin{pmatrix}K_{ff} + \tau^2 I & K_{fb}\\
+        K_{bf} & K_{bb} + 10^{-10} I\end{pmatrix}` (the nugget :math:`\tau` = ``infer_tau`` on
+        the source block; the boundary values are exact up to a :math:`10^{-10}` jitter) and
+        :math:`K_{yp}` the covariances with the probes: mean :math:`K_{yp}^\top K_{yy}^{-1} y`,
+        covariance :math:`K_{pp} - K_{yp}^\top K_{yy}^{-1} K_{yp}`, symmetrised, plus
+        :math:`10^{-12} I`."""
         nc = self.xc.numel()
         kyy = torch.cat(
             [

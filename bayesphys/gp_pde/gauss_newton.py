@@ -24,7 +24,8 @@ coordinates :math:`U = Rw`, :math:`R = \otimes_j L_jQ_j` (:func:`~.operator.with
 .. math:: H\delta = -\nabla\mathcal J,\qquad H = I + \tau_2 G^\top G + \gamma B^\top B,
 
 is solved by preconditioned conjugate gradients (float64), matrix-free: one :math:`H` product is
-six Kronecker mode-product passes, :math:`O(M\sum_j n_j)`; no :math:`M\times M` matrix is formed.
+four Kronecker products (:math:`R`, :math:`R^{-1}`, :math:`R^{-\top}`, :math:`R^\top`, each
+:math:`d` mode products), :math:`O(M\sum_j n_j)`; no :math:`M\times M` matrix is formed.
 Preconditioners (both exact structured inverses by :class:`~.solve.KronSolve`: a diagonal plus
 the rank-:math:`N_b` boundary term, Woodbury): ``precond="shift"``, the constant-coefficient
 system :math:`P = I + \tau_2(\Lambda + \bar d)^2 + \gamma B^\top B`,

@@ -3,7 +3,8 @@ r"""Grid factors of the product kernel and the GP differentiation operators.
 For each dimension :math:`j` with collocation points :math:`X_j` (``[n_j]``):
 
 * :math:`C_j = k_j(X_j, X_j) + \epsilon I = L_j L_j^\top` (per-factor jitter, as in the paper);
-* :math:`C_j^{(o)} = [k_j^{(o)}(x_a - x_b)]` for derivative order :math:`o` (1 or 2);
+* :math:`C_j^{(o)} = [k_j^{(o)}(x_a - x_b)]` for derivative order :math:`o \in \{0, .., 4\}`
+  (:class:`LinearPDEOperator`; 2 for Poisson and Allen-Cahn, 1 for advection), without jitter;
 * the GP differentiation matrix :math:`D_j = C_j^{(o)} C_j^{-1}`: derivatives of the
   conditional-mean interpolant :math:`m(x) = k(x, X) C^{-1} U` at the grid points;
 * the whitened operator :math:`B_j = L_j^{-1} C_j^{(o)} L_j^{-\top} = Q_j \Lambda_j Q_j^\top`

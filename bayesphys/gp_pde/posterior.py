@@ -112,7 +112,9 @@ def test_grid_posterior(
 ) -> GaussianPosterior:
     r"""``GaussianPosterior`` with event shape ``[p_1..p_d]`` on the tensor grid of ``test_axes``.
 
-    ``solver`` is a :class:`~bayesphys.gp_pde.solve.KronSolve` or
+    ``solver`` is a :class:`~bayesphys.gp_pde.solve.KronSolve` (or a
+    :class:`~bayesphys.gp_pde.nonlinear.PicardKronSolve` or
+    :class:`~bayesphys.gp_pde.gauss_newton.GaussNewtonKronSolve`, linearised) or a
     :class:`~bayesphys.gp_pde.dense_solve.DenseSolve` after its ``solve`` (it supplies
     :math:`\Sigma_U` draws and variances; of a ``DenseSolve`` the posterior keeps only its
     :meth:`~bayesphys.gp_pde.dense_solve.DenseSolve.sampler`).

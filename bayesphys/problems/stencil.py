@@ -4,7 +4,7 @@ All operators act on the trailing ``ndim`` axes of a tensor ``u [..., n_1, ..., 
 axes, e.g. time levels, are batch) and return tensors of the same shape.
 
 * :func:`shift` -- :math:`u_{i+k}` along one axis with a boundary rule (``periodic``,
-  ``neumann`` = mirror of the edge value, ``zero``);
+  ``neumann`` = the edge value repeated, ``zero``);
 * :func:`d1` -- first derivative: ``central`` :math:`(u_{i+1}-u_{i-1})/2h` (2nd order),
   ``backward`` :math:`(u_i-u_{i-1})/h`, ``forward`` (1st order);
 * :func:`d2` -- :math:`(u_{i+1}-2u_i+u_{i-1})/h^2` (2nd order); :func:`laplacian` sums it;
@@ -90,6 +90,12 @@ def _check_axis(u: Tensor, axis: int, u_name: str = "u") -> int:
 
 def shift(u: Tensor, axis: int, k: int, bc: str = "periodic") -> Tensor:
     r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary ``bc``.
+
+    Indices :math:`i + k` outside :math:`[0, n)` read: ``periodic`` :math:`u_{(i+k) \bmod n}`;
+    ``neumann`` the edge value, :math:`u_{\min(\max(i+k, 0), n-1)}` (the index clamped, as
+    ``numpy.pad(mode="edge")``; for :math:`|k| = 1` this is the zero-gradient ghost cell, the
+    mirror about the outer face, but for :math:`|k| \ge 2` it is not a mirror: ``k = 2``
+    gives :math:`v_{n-1} = u_{n-1}`, not :math:`u_{n-2}`); ``zero`` 0.
 
     ``u [..., n, ...]`` (any axis, other axes batch) -> ``v`` of ``u``'s shape; ``axis`` an
     int in ``[-u.ndim, u.ndim)``. Always a new tensor (``k = 0`` and an empty axis give a
