@@ -4,7 +4,10 @@ Simulator: Stefan functions with ``u* ~ U[0.55, 0.7]`` (the training distributio
 paper's 10 x 10 sensor design; the true object is the field ``u(0.05, x)`` on 201 points.
 Inference: the meta-GP Step 1 (trained on separate seeds, variance-calibrated on separate
 validation functions) with and without the ProbConserv update. Summaries: the field at
-``x = 0.1`` and ``x = 0.2`` and the front position (last point with ``u >= 0.25``).
+``x = 0.1`` and ``x = 0.2`` and the front position
+(:func:`~bayesphys.diagnostics.summaries.front_position` at level ``0.25``: the crossing of
+``u = 0.25`` between the last grid point with ``u >= 0.25`` and the next one, by linear
+interpolation, not that grid point itself).
 """
 
 from __future__ import annotations

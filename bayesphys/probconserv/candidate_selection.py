@@ -84,8 +84,8 @@ def paired_se(
     per_function: dict[tuple[int, float], Tensor], best: tuple[int, float]
 ) -> dict[tuple[int, float], float]:
     r"""Paired standard error of each candidate's held-out MSE against ``best``:
-    :math:`\operatorname{sd}_v(e_{c,v} - e_{c^*,v})/\sqrt V` from ``per_function[c] [V]``
-    (0 with one function)."""
+    :math:`\operatorname{sd}_v(e_{c,v} - e_{c^*,v})/\sqrt V` from ``per_function[c] [V]``,
+    with the sample sd (:math:`1/(V-1)`; 0 with one function)."""
     v = per_function[best].numel()
     return {
         c: float((p - per_function[best]).std()) / math.sqrt(v) if v > 1 else 0.0

@@ -30,10 +30,14 @@ available at test time.
 
    i.e. the weighted 90 % quantile of :math:`|z|`: the *expected coverage of a function near*
    :math:`u` is 90 % (localized conformal prediction, Guan 2023). ``h = inf`` gives equal
-   weights: the pooled scale (the previous method).
+   weights: the pooled scale (the previous method), up to the quantile rule: :math:`q` is an
+   order statistic of the pooled :math:`|z|` (the smallest that reaches the level), where
+   :func:`~bayesphys.probconserv.calibration.coverage_scale` interpolates between two.
 3. **Bandwidth** (:func:`choose_bandwidth`): 2-fold on the calibration functions, the ``h``
-   whose held-out coverage, averaged in equal-width bins of the *true* parameter, is closest
-   to 0.9 (root-mean-square over the bins; ties go to the larger ``h``).
+   whose held-out coverage, averaged in equal-width bins of the *true* parameter over the
+   training range (functions beyond its ends in the end bins), is closest to 0.9
+   (per fold the root-mean-square over the bins, :func:`binned_coverage_error`, then the
+   root-mean-square of the two folds' errors; ties go to the larger ``h``).
 
 Shapes: Step-1 means ``[B, nt, N]``, masses ``[B, nt]``, z-scores ``[M, nt, N]``,
 scales ``[B, nt]``.
@@ -112,8 +116,9 @@ class ParameterMap:
         :math:`\psi = (\mu - c)^\top V` ``[B, r]`` (:math:`c` = ``center``).
     feat_mean, feat_std
         ``[P]`` feature standardisation of
-        :math:`(\psi, \psi^2, b, b^2)` (``P = 2 r + 2 nt``; ``inf`` sd for a dropped constant
-        column).
+        :math:`(\psi, \psi^2, b, b^2)` (``P = 2 r + 2 nt``): the mean and the sample sd
+        (:math:`1/(V-1)`) over the validation functions; ``inf`` sd for a dropped constant
+        column.
     coef
         ``[P + 1]`` ridge coefficients :math:`w` (intercept first).
     lo, hi
@@ -172,7 +177,8 @@ def fit_parameter_map(
 
     ``mean [V, nt, N]`` Step-1 means, ``mass [V, nt]`` their masses :math:`b(t)`, ``theta [V]``
     their true parameters; ridge :math:`\min_w \lVert \Phi w - \theta\rVert^2 + \lambda V
-    \lVert w_{1:}\rVert^2` on standardized features (intercept unpenalized). ``ridge = 0``
+    \lVert w_{1:}\rVert^2` on standardized features (each centred and divided by its sample
+    sd, :math:`1/(V-1)`, over the ``V`` functions; intercept unpenalized). ``ridge = 0``
     is its limit, the minimum-norm least-squares fit (a dropped constant column, e.g. the
     zero mass of the periodic diffusion problem, gets the coefficient 0).
     """
@@ -222,7 +228,11 @@ def local_coverage_scale(
     r"""Localized conformal variance scale :math:`s(u)` (module docstring, step 2).
 
     ``absz [M, nt, N]`` calibration :math:`|z|` (scale 1), ``u [M]`` their inferred parameters
-    (unit range), ``query [B]`` -> ``[B, nt]``. ``bandwidth = inf``: the pooled scale.
+    (unit range), ``query [B]`` -> ``[B, nt]``, one scale per query and time slice (each
+    slice's :math:`|z|` of the ``M`` functions apart). ``bandwidth = inf``: the pooled scale,
+    whose :math:`q` is the :math:`\lceil \gamma M N\rceil`-th smallest :math:`|z|` of the
+    slice (no interpolation between order statistics, unlike
+    :func:`~bayesphys.probconserv.calibration.coverage_scale`).
 
     For a ``level`` :math:`\gamma` other than 0.9, :math:`q(u)` is the weighted
     :math:`\gamma` quantile of :math:`|z|` and :math:`s(u) = (q(u) / z_{(1+\gamma)/2})^2`, so
@@ -281,7 +291,10 @@ def binned_coverage_error(
     r"""Root-mean-square over ``bins`` equal-width bins of the true parameter ``theta [M]`` of
     (mean coverage of the central 90 % intervals in the bin :math:`- 0.9`).
 
-    ``absz [M, nt, N]``, ``scale [M, nt]``; empty bins are skipped.
+    ``absz [M, nt, N]``, ``scale [M, nt]``; empty bins are skipped. The bins split
+    ``[lo, hi]``; a ``theta`` outside it (a calibration function drawn from the range widened
+    by ``range_margin``) counts in the end bin on its side (``theta`` is clipped to
+    ``[lo, hi]``), and one on an inner edge in the bin below it.
     """
     bins = check_int("bins", bins, minimum=1)
     lo, hi = check_real("lo", lo), check_real("hi", hi)

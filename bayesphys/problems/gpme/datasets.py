@@ -172,7 +172,10 @@ def make_dataset(
     the contexts only. ``params``: ``[B]`` (a tensor or a list); the set's tensors are
     ``params [B]``, ``x_context [B, Nc, 2]`` with ``Nc = n_t_context n_x_context``,
     ``y_context [B, Nc]``, ``x_target [B, Nt, 2]`` with ``Nt = n_t_target n_x_target``,
-    ``y_target [B, Nt]`` (:class:`GPMEData`).
+    ``y_target [B, Nt]`` (:class:`GPMEData`). The points of each set are time-major: point
+    ``i * n_x + j`` is the ``i``-th time with the ``j``-th position (both ascending), so
+    ``y_context.reshape(B, n_t_context, n_x_context)`` is ``[function, time, sensor]`` (and
+    the targets likewise).
 
     ``seed`` names two independent streams (:func:`bayesphys.stream_seed`): the parameters'
     and the design's (times, sensors, targets, noise), so no two seeds share either draw.
