@@ -30,8 +30,13 @@ __all__ = ["data_residuals", "tangent_jacobian"]
 
 
 def data_residuals(model: GliomaModel, c: Tensor) -> dict[str, Tensor]:
-    """The data residuals of ``model`` at the crop field ``c [*crop]``: ``seg1``, ``seg2``
-    (probit, brain voxels) and ``pet`` (lesion voxels, with a PET map)."""
+    r"""The data residuals of ``model`` at the crop field ``c [*crop]``: ``seg1``, ``seg2``
+    (probit, brain voxels, ``[n_brain]``) and ``pet`` (lesion voxels, ``[n_lesion]``, with a
+    PET map), in the module docstring's form and each divided by :math:`\sqrt\kappa`. The
+    probit root is taken as :math:`\sqrt{f + 10^{-12}} - 10^{-6}`, :math:`f =
+    -2\log\Phi(\cdot)` (0 at :math:`f = 0`, with a finite slope there, where :math:`\sqrt f`
+    has none): its square is :math:`f` to within :math:`2\cdot 10^{-6}\sqrt f`, so the loss
+    is the negative log likelihood to that accuracy."""
     seg_sd, pet_sd, kappa = model._noise()  # config's settings checked at use
     scale = 1.0 / math.sqrt(kappa)
     m = model._brain > 0

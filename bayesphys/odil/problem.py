@@ -15,8 +15,10 @@ parameters). The user's ``residuals(fields, params)`` returns a dict of residual
 
 The loss is :math:`L(x) = \tfrac12 \sum_k \lVert r_k(x) \rVert^2`, i.e. the negative log
 posterior :math:`-\log p(u, \theta \mid y)` up to a constant when every residual is a Gaussian
-term (Karnakov et al. 2024 use :math:`\sum_k \mathrm{mean}(r_k^2)`; scale weights by
-:math:`1/\sqrt{N_k}` to get theirs). Fields can be held in the multigrid decomposition
+term (Karnakov et al. 2024 use :math:`\sum_k \mathrm{mean}(r_k^2)` over terms of
+:math:`N_k` entries: scale weights by :math:`\sqrt{2/N_k}` to get theirs exactly; by
+:math:`1/\sqrt{N_k}`, half of it, the same minimiser but, read as :math:`e^{-L}`, twice the
+posterior variance). Fields can be held in the multigrid decomposition
 (:class:`~bayesphys.odil.multigrid.Multigrid`); :meth:`DiscreteProblem.unpack` always returns
 fine-grid fields, so residual code never changes.
 """

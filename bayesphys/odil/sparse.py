@@ -238,8 +238,9 @@ class ColouredJacobian:
 
     @property
     def num_colours(self) -> int:
-        """The number of colours, i.e. of Jacobian-vector products one Jacobian costs (0 for
-        no unknowns)."""
+        """The number of colours :math:`C` (0 for no unknowns); one Jacobian costs
+        :math:`3C + 1` Jacobian-vector products (three per colour and one check), more when
+        the colouring is refined."""
         return int(self.colours.max()) + 1 if self.colours.numel() else 0
 
     def __call__(self, jv: Callable[[Tensor], Tensor], m: int):

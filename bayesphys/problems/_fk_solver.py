@@ -269,7 +269,10 @@ def fk_forward(
     ``tissue`` (0/1 mask ``[*grid]``: a tensor, array or list) zeroes the initial state
     outside the brain (once: the state stays 0 there where the faces are 0, as
     :func:`tissue_faces` makes them off the tissue). Differentiable in ``c0``, ``dw``,
-    ``rho``. With ``save_every`` (an int ``>= 1``) returns ``(c(T), traj [n_saved, *grid])``.
+    ``rho``. With ``save_every`` (an int ``>= 1``) returns ``(c(T), traj [n_saved, *grid])``:
+    ``traj[0]`` the initial state (masked by ``tissue``), ``traj[j]`` the state after
+    ``j * save_every`` steps (time ``j * save_every * dt``), ``n_saved = 1 + steps //
+    save_every`` (the last is :math:`c(T)` when ``save_every`` divides ``steps``).
     ``faces``: ``c0.ndim`` maps of ``c0``'s shape, finite (the stability check refuses a NaN
     or infinite face by name); ``spacing > 0``; ``dw``: the scalar :math:`D_w`, a number or a
     0-dim tensor ``[]``; ``rho``: a number, a 0-dim tensor ``[]`` or a growth rate per cell

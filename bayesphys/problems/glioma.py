@@ -60,9 +60,10 @@ MAX_PATIENT_STEPS = 200_000
 built-in studies take at most a few thousand, ``dw=1e6`` needed about 1e8 (hours)."""
 
 GLIOMA_PRIOR = {"dw": (0.1, 0.5), "rho": (0.025, 0.1), "t_end": 100.0, "dg_ratio": 10.0}
-"""Uniform prior boxes of the synthetic glioma patients: white-matter diffusivity ``dw`` (mm^2/day)
-and proliferation ``rho`` (1/day); ``t_end`` (days) and the white/grey diffusivity ratio
-``dg_ratio`` are fixed."""
+r"""Prior boxes ``(lo, hi)`` of the synthetic glioma patients, drawn log-uniform in them
+(:math:`\log D_w \sim U[\log lo, \log hi]`, not uniform): white-matter diffusivity ``dw``
+(mm^2/day) and proliferation ``rho`` (1/day); ``t_end`` (days) and the white/grey diffusivity
+ratio ``dg_ratio`` are fixed."""
 
 
 def _smooth(a: Tensor) -> Tensor:
@@ -298,7 +299,8 @@ def check_thresholds(th_up: Any, th_down: Any) -> tuple[float, float]:
 
 
 def segment(c: ArrayLike, th_up: float, th_down: float, brain: ArrayLike) -> Tensor:
-    """Labels ``[*grid]`` (int64): 2 if ``c >= th_up``, 1 if ``th_down <= c < th_up``, else 0.
+    """Labels ``[*grid]`` (int64): 2 if ``c >= th_up``, 1 if ``th_down <= c < th_up``, else 0,
+    inside the brain (``brain > 0``); 0 outside it whatever ``c``.
 
     ``c`` finite and real and ``brain`` of its shape (tensors, arrays or lists; NaN cells were
     labelled 0, a mask of another shape broadcast silently); thresholds finite with
