@@ -32,7 +32,9 @@ _POINTS = 256
 
 def population_summaries(pop: torch.Tensor) -> torch.Tensor:
     r"""``[*S, n, d] -> [*S, d + 1]``: per-axis mean and spread
-    :math:`\sqrt{\operatorname{tr} C}`."""
+    :math:`\sqrt{\operatorname{tr} C}`, :math:`C = \frac1n \sum_i (x_i - \bar x)(x_i -
+    \bar x)^\top` the population (biased, divisor ``n``) covariance, matched to the exact
+    law's :math:`\sqrt{\operatorname{tr}\,\mathrm{Cov}}` of :func:`simulate`."""
     mean = pop.mean(-2)
     spread = (pop - mean[..., None, :]).pow(2).sum(-1).mean(-1).sqrt()
     return torch.cat([mean, spread[..., None]], -1)

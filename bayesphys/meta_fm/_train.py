@@ -126,8 +126,9 @@ def warn_far_from_origin(mean: Tensor, scale: Tensor, dtype: torch.dtype) -> Non
 
 def normalization(data: PopulationPairs) -> tuple[Tensor, Tensor]:
     """The frame of the training points of ``data`` (sources and targets together), in float64:
-    their mean ``[d]`` and one scale ``[]``, the mean over dimensions of their sds (1 when every
-    point is the same); warns as :func:`warn_unequal_spreads`. The frame scales with the data
+    their mean ``[d]`` and one scale ``[]``, the mean over dimensions of their sample sds
+    (Bessel-corrected, divisor ``N - 1`` for the ``N`` points pooled; 1 when every point is
+    the same); warns as :func:`warn_unequal_spreads`. The frame scales with the data
     whatever their units (a floor of 1e-8 on the scale squashed points spread by 1e-11 to 1e-3
     in the model's frame, and predictions were 100 spreads off)."""
     allx = torch.cat([*data.source, *data.target]).to(torch.float64)

@@ -3,7 +3,8 @@ r"""Vector field :math:`v_\theta(t, x \mid \varphi, c)` for (meta) flow matching
 The input is the concatenation of
 
 * a sinusoidal time embedding :math:`[\cos(t\omega_j), \sin(t\omega_j)]`,
-  :math:`\omega_j = 10000^{-j/(h-1)}` (transformer style, ``time_dim`` values);
+  :math:`\omega_j = 10000^{-j/\max(h-1,\,1)}`, :math:`j = 0..h-1`, :math:`h =` ``time_dim / 2``
+  (transformer style, ``time_dim`` values: the :math:`h` cosines, then the :math:`h` sines);
 * random Fourier features :math:`[\cos(2\pi xB), \sin(2\pi xB)]`, :math:`B_{ij} \sim
   \mathcal N(0, \sigma_B^2)` of shape ``[d, fourier]`` — a registered buffer, so it is saved
   and reloaded with the model (the reference code regenerates it on reload);
@@ -18,9 +19,14 @@ The body is an MLP (SELU) or a residual MLP. With ``conditioning="film"`` the co
 .. math:: h_\ell \leftarrow h_\ell \odot (1 + \gamma_\ell(c)) + \beta_\ell(c),
 
 with :math:`\gamma_\ell, \beta_\ell` linear in :math:`c` and initialised at zero, so that the
-untrained FiLM field equals the concatenation field. The product :math:`h \odot \gamma(c)`
-lets the condition switch and rescale features, which a concatenated input can only
-approximate through the nonlinearities (e.g. a population-dependent rotation of ``x``).
+untrained FiLM field equals the concatenation field. In the plain MLP the modulated
+:math:`h_\ell = W_\ell h_{\ell-1} + b_\ell` is a hidden linear layer's output, before its SELU.
+In the residual MLP (``residual=True``) the first layer is modulated so too, and each residual
+block on its whole output :math:`h_\ell = h_{\ell-1} + \mathrm{SELU}(W_\ell h_{\ell-1} +
+b_\ell)`, after the block's activation and skip (no activation follows the modulation). The
+product :math:`h \odot \gamma(c)` lets the condition switch and rescale features, which a
+concatenated input can only approximate through the nonlinearities (e.g. a
+population-dependent rotation of ``x``).
 ``conditioning="concat"`` (default) is the reference architecture.
 
 Shapes: ``x [..., d]`` (``...`` may be empty: one point), ``t`` scalar or ``x``'s leading shape
@@ -47,8 +53,11 @@ __all__ = ["time_embedding", "FourierFeatures", "VectorField"]
 
 
 def time_embedding(t: Tensor, dim: int, max_positions: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding ``[..., dim]`` of times ``t [...]`` (a tensor; ``dim`` even,
-    ``>= 2``; ``max_positions > 0``)."""
+    r"""Sinusoidal embedding ``[..., dim]`` of times ``t [...]`` (a tensor; ``dim`` even,
+    ``>= 2``; ``max_positions > 0``): :math:`[\cos(t\omega_0), .., \cos(t\omega_{h-1}),
+    \sin(t\omega_0), .., \sin(t\omega_{h-1})]` with :math:`h` = ``dim / 2`` and
+    :math:`\omega_j` = ``max_positions`` :math:`^{-j/\max(h-1,\,1)}` (from 1 down to
+    ``1 / max_positions``; one frequency 1 for ``dim = 2``)."""
     if not isinstance(t, Tensor):
         raise TypeError(f"t: expected a torch.Tensor of times, received {type(t).__name__}")
     dim = _check_time_dim("dim", dim)
@@ -255,8 +264,10 @@ class VectorField(nn.Module):
             )
 
     def _film_forward(self, h: Tensor, cond: Tensor) -> Tensor:
-        """The body with each hidden layer's output modulated before its activation (the
-        heads run on ``cond`` as given, and their output broadcasts over the points)."""
+        r"""The body with each hidden layer's output modulated: a plain layer's before its
+        SELU, a residual block's (``_Res``: :math:`h + \mathrm{SELU}(Wh + b)`) after it, on the
+        block's whole output (module docstring; the heads run on ``cond`` as given, and their
+        output broadcasts over the points)."""
         mods = list(self.net)
         k = 0
         for i, mod in enumerate(mods[:-1]):
