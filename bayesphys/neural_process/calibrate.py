@@ -111,7 +111,10 @@ def calibrate_variance(
     (use the layout the model will be queried with: the scale depends on it).
 
     Returns ``{"field": s_u, "parameters": s_z, "coverage_field_raw": ...,
-    "coverage_parameters_raw": ...}`` (raw = before scaling, on the validation set); with
+    "coverage_parameters_raw": ...}`` (raw = before scaling, on the validation set: the
+    fraction of entries with :math:`|y - \mu| \le z_\ell\,\sigma`, the central ``level``
+    band, which is the 2-sigma band only at the default ``level``; the field's over the points
+    off the boundary, the parameters' over all ``V x dim_z`` entries); with
     ``parameters=False``, ``s_z`` is the parameter scale kept in force and there is no
     ``"coverage_parameters_raw"``.
     ``parameters`` is a bool; ``x_inverse``/``u_inverse`` need ``parameters=True`` (they

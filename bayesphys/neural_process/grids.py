@@ -201,7 +201,7 @@ class SobolGrid(GridMeasure):
 
 
 class AdaptiveGrid(GridMeasure):
-    """Residual-driven importance sampling with a defensive uniform component (unbiased).
+    r"""Residual-driven importance sampling with a defensive uniform component (unbiased).
 
     Parameters
     ----------
@@ -210,7 +210,11 @@ class AdaptiveGrid(GridMeasure):
     alpha
         mixture weight of the residual-driven part (``0`` gives the uniform measure).
     decay
-        exponential moving-average factor of the per-bin mean squared residual.
+        exponential moving-average factor of the per-bin mean squared residual: the weight
+        of the old score, :math:`s_b \leftarrow \text{decay}\, s_b + (1 - \text{decay})\,
+        \overline{r^2}_b` for each bin :math:`b` the batch visits (others kept); the first
+        :meth:`update` sets :math:`s_b = \overline{r^2}_b`, and the batch's overall mean
+        in the bins it does not visit. Bins are numbered row-major (dimension 0 slowest).
     """
 
     def __init__(

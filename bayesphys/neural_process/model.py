@@ -405,10 +405,12 @@ class RandomGridNP:
         w: ArrayLike,
         noise: float | Tensor = 0.0,
     ) -> GaussianPosterior:
-        r"""Gaussian over :math:`u(X)` given parameters: mean ``[B, N]``, covariance
-        ``LowRankRootAddedDiagLinearOperator``
-        :math:`(DC)(DC)^\top + \operatorname{diag}(D^2\sigma^2
-        + \text{noise})` ``[B, N, N]`` (diagonal floored at 1e-12 where :math:`D = 0`).
+        r"""Gaussian over :math:`u(X)` given parameters: mean :math:`B + D\mu` ``[B, N]``,
+        covariance ``LowRankRootAddedDiagLinearOperator``
+        :math:`s\,[(DC)(DC)^\top + \operatorname{diag}(\max(D^2\sigma^2, 10^{-12}))]
+        + \text{noise}\cdot I` ``[B, N, N]``, with :math:`s` = ``variance_scale["field"]``
+        (1 unless :meth:`calibrate` set it; the white ``noise`` is not scaled). The floor
+        :math:`10^{-12}` only acts next to the Dirichlet boundary, where :math:`D \approx 0`.
 
         ``x`` ``[N, dim_x]`` (``[N]`` in 1-D; default :meth:`default_points`); ``z`` ``[dim_z]`` or
         ``[B, dim_z]``; ``w`` ``[dim_w]`` or ``[B, dim_w]``; a single ``z`` or ``w`` (or a batch
@@ -462,7 +464,9 @@ class RandomGridNP:
         them; ``transformed=True`` takes any point of the domain), ``u``
         ``[N]``/``[B, N]`` physical field values (``transformed=True``: already
         :math:`\tilde u = (u - B)/D`), ``w`` ``[dim_w]``/``[B, dim_w]``. Returns mean
-        ``[B, dim_z]`` with a low-rank-plus-diagonal covariance ``[B, dim_z, dim_z]``, a
+        ``[B, dim_z]`` with a low-rank-plus-diagonal covariance ``[B, dim_z, dim_z]``,
+        :math:`s\,(FF^\top + \operatorname{diag} s_\beta^2)` (GICNet's, scaled by
+        :math:`s` = ``variance_scale["parameters"]``, 1 unless :meth:`calibrate` set it), a
         :class:`~bayesphys.GaussianPosterior` with ``export_name="z"``: its
         ``to_inference_data`` names the variable ``z`` (the field's :meth:`posterior` exports
         ``u``). GICNet's dense kernel weights ``[B, channels, M, N]`` (``M`` latent nodes)

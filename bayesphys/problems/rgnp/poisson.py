@@ -88,7 +88,9 @@ def solve_poisson(
     r"""Reference nonlinear Poisson solutions on ``n_nodes`` equispaced nodes of ``[-1, 1]``.
 
     Conservative scheme :math:`-[\kappa_{i+1/2}(u_{i+1}-u_i) - \kappa_{i-1/2}(u_i-u_{i-1})]/h^2
-    = w` with :math:`\kappa_{i\pm1/2} = \kappa(\bar u, x_{i\pm1/2})` at the face, Newton.
+    = w` with :math:`\kappa_{i\pm1/2} = \kappa(\bar u_{i\pm1/2}, x_{i\pm1/2})` at the face
+    :math:`x_{i\pm1/2} = (x_i + x_{i\pm1})/2`, :math:`\bar u_{i\pm1/2} = (u_i + u_{i\pm1})/2`
+    (the arithmetic mean of the two nodes, not a mean of nodal :math:`\kappa`), Newton.
     ``z`` ``[B, 5]``, ``w`` ``[B]`` -> ``(x [n_nodes], u [B, n_nodes])``.
 
     Checked: finite ``z``, ``w`` with one ``w`` per case; ``n_nodes >= 3``, ``max_iter >= 1``
@@ -270,7 +272,8 @@ def invariance_points(n: int, layout: str, *, seed: int | None = 0) -> np.ndarra
     """``n`` sorted interior points of ``(-1, 1)`` for the P3 grid-invariance study, an
     array ``(n,)``.
 
-    ``uniform``: equispaced interior; ``random``: i.i.d. uniform; ``clustered``: two Gaussian
+    ``uniform``: equispaced interior (``linspace(-1, 1, n + 2)[1:-1]``); ``random``: i.i.d.
+    uniform on :math:`[-0.99, 0.99]`; ``clustered``: two Gaussian
     clusters at :math:`\\pm 0.5` (sd 0.15), clipped to :math:`[-0.99, 0.99]`. ``seed`` (an int
     ``>= 0``, ``None``: drawn from torch's global stream) names a stream of its own, apart from the
     test sets' parameters under the same seed.
