@@ -23,6 +23,11 @@ B1_SOURCE = "anchor 4.4: CPU re-run of the reference letters protocol (Arial, 50
 
 
 def summarise(per_seed: list[dict]) -> dict[str, dict]:
+    """Mean (and, for the scored metrics, sample sd with ``ddof=1``) over the seeds of each
+    method's per-seed metrics. A seed whose value is missing or NaN (an undefined Spearman or
+    r) is left out of that metric's mean and sd, and ``<metric>_seeds`` then records how many
+    seeds the figure rests on (the issue's "mean +- sd over 3 seeds" would otherwise silently
+    be over fewer)."""
     out = {}
     for meth in METHODS:
         keys = [k for k in per_seed[0][meth]]
@@ -31,6 +36,8 @@ def summarise(per_seed: list[dict]) -> dict[str, dict]:
             vals = [r[meth][k] for r in per_seed if r[meth].get(k) is not None]
             vals = [v for v in vals if not (isinstance(v, float) and math.isnan(v))]
             agg[k] = float(np.mean(vals)) if vals else math.nan
+            if len(vals) < len(per_seed):  # some seeds left out: say on how many it rests
+                agg[f"{k}_seeds"] = len(vals)
             if (
                 k in ("w1", "w2", "mmd", "r", "spearman_spread_error", "coverage90")
                 and len(vals) > 1
@@ -53,8 +60,17 @@ def targets(pid: str, s: dict[str, dict]) -> dict[str, bool]:
         t["MFM w2 <= 2x floor"] = s["MFM"]["w2"] <= 2 * s["floor"]["w2"]
     e = s["MFM-ensemble"]
     t["spearman > 0.3"] = bool(e["spearman_spread_error"] > 0.3)
-    t["coverage90 in [0.85, 0.95]"] = bool(0.85 <= e["coverage90"] <= 0.95)
+    # a coverage is a fraction k / n of test populations and the row holds its mean over
+    # seeds, whose float sum can land a round-off outside a band edge it equals exactly
+    # (mean(0.9, 0.95, 1.0) = 0.9500000000000001 was "MISSED"): compare with that slack
+    cov = e["coverage90"]
+    t["coverage90 in [0.85, 0.95]"] = bool(0.85 - _ROUNDOFF <= cov <= 0.95 + _ROUNDOFF)
     return t
+
+
+#: slack of the coverage band's edges for the round-off of a mean of fractions (far below
+#: 1 / n for any number n of test populations)
+_ROUNDOFF = 1e-9
 
 
 def _num(v, digits: int = 3, small: float = 1e-3) -> str:
@@ -67,8 +83,9 @@ def render_table(payload: dict) -> str:
     """The docs table of a results file: one line per (problem, method)."""
     head = (
         "| problem | method | W1 | W2 (± sd over seeds) | MMD | Spearman(spread, err) | "
-        "Spearman (epistemic) | cov90 (W2/spread) | cov90 (raw W2) | W2 Bures (B2) | fit s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
+        "Spearman (epistemic) | cov90 (W2/spread) | cov90 (raw W2) | W2 Bures (B2) | fit s | "
+        "s / 1k steps |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in payload["rows"]:
@@ -80,6 +97,16 @@ def render_table(payload: dict) -> str:
             f"{_num(m.get('spearman_spread_error'), 2, 0)} | "
             f"{_num(m.get('spearman_epistemic'), 2, 0)} | {_num(m.get('coverage90'), 2, 0)} | "
             f"{_num(m.get('coverage90_raw'), 2, 0)} | {_num(m.get('w2_bures'))} | "
-            f"{'–' if secs is None else f'{secs:.0f}'} |"
+            f"{'–' if secs is None else f'{secs:.0f}'} | {_per_1k(r['method'], m)} |"
         )
     return "\n".join(lines)
+
+
+def _per_1k(method: str, m: dict) -> str:
+    """The issue's "wall time per 1k steps": a fit's ``seconds`` per 1000 of its ``steps``
+    (FM, CGFM, MFM). '–' for the ensemble, whose ``seconds`` also hold the evaluation of its
+    spread and coverage, and for rows without a fit."""
+    secs, steps = m.get("seconds"), m.get("steps")
+    if method == "MFM-ensemble" or secs is None or not steps:
+        return "–"
+    return f"{1000 * secs / steps:.1f}"
