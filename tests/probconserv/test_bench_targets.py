@@ -222,3 +222,20 @@ def test_targets_are_judged_on_read_files_with_non_finite_figures():
     assert "mse < 1.55e-4 with ll >= 2.74: MISSED" in got[0]
     assert "mse no worse than ANP (inf): met" in got[2]
     assert rows[0]["metrics"]["ll"] == "-inf"  # the rows themselves keep what the file holds
+
+
+def test_ce_target_is_judged_on_the_variant_rows_too():
+    """The issue: "CE = 0 to round-off for every ProbConserv row"; it was judged on the two
+    headline rows only (the -model / -diag / -mixture variants carried no CE note). Coverage
+    stays a headline-row target."""
+    notes = _bench().target_notes
+    st = {"m": 3, "t": 0.5}
+    rows = [
+        _row("pme", "ProbConserv-ANP-diag", st, ce_absmax=1e-6, coverage90=0.6),
+        _row("pme", "ProbConserv-GP-model", st, ce_absmax=1e-16, coverage90=0.6),
+        _row("pme", "HardC-ANP", st, ce_absmax=1e-6),
+    ]
+    got = [r.get("note", "") for r in notes(rows)]
+    assert "CE = 0: MISSED" in got[0] and "CE = 0: met" in got[1]
+    assert "coverage90" not in got[0] + got[1]
+    assert got[2] == ""
