@@ -107,12 +107,14 @@ def _psd_cholesky_jitter(
         pending = pending & (info != 0)
         if not bool(pending.any()):
             # every member's factor is that of its own a + jit I (the settled ones again)
-            return l, float(jit.max()), relative
+            # detached: a jitter scaled by a differentiable matrix's diagonal warned in float()
+            return l, float(jit.detach().max()), relative
     jit = trial
-    eig_min = float(torch.linalg.eigvalsh(a).min())
+    eig_min = float(torch.linalg.eigvalsh(a.detach()).min())
     raise ValueError(
         f"{name}: expected a positive semi-definite matrix, received one with smallest "
-        f"eigenvalue {eig_min:.3e} (Cholesky failed even with jitter {float(jit.max()):.1e})"
+        f"eigenvalue {eig_min:.3e} (Cholesky failed even with jitter "
+        f"{float(jit.detach().max()):.1e})"
     )
 
 

@@ -13,6 +13,7 @@ outside its input.
 ``gaussian_nll``           :math:`\tfrac12\log(2\pi\sigma^2) + (y-\mu)^2/(2\sigma^2)` (mean)
 ``crps_gaussian``          closed form :math:`\sigma[z(2\Phi(z)-1) + 2\varphi(z) - 1/\sqrt\pi]`
 ``crps_samples``           :math:`E|X-y| - \tfrac12 E|X-X'|` from draws (sorted, O(S log S))
+``crps``                   either, for a posterior or draws (closed form for a Gaussian one)
 ``interval_coverage``      fraction of :math:`y` inside ``[lower, upper]``
 ``calibration_curve``      observed vs nominal coverage of central intervals
 ``conservation_error``     :math:`|\sum_i w_i u_i - b|` per constraint
@@ -20,15 +21,16 @@ outside its input.
 ``mmd``                    multi-bandwidth RBF MMD (biased V-statistic, squared)
 =========================  ==================================================================
 
-Gradients: every metric but the coverage counts is differentiable in its tensor inputs, for
-use as a training loss: ``relative_l2``, ``mse``, ``gaussian_nll``, ``crps_gaussian``,
-``crps_samples`` (through the sort), ``conservation_error``, ``mmd``, and ``wasserstein`` in
-the clouds (envelope theorem; not in the weights). ``interval_coverage`` and
-``calibration_curve`` count points inside intervals: piecewise constant, they are returned
-without gradient. :func:`torch.func.grad` works on them; :func:`torch.func.vmap` does not on
-those that check their values (finite inputs, positive variances: all but ``mse``), where torch
-raises its "data-dependent control flow" error: pass the batch as a leading dimension and
-reduce with ``dim`` instead. :func:`torch.compile` runs them, with graph breaks at those checks.
+Gradients: every metric but the coverage counts is differentiable in its tensor inputs, for use
+as a training loss: ``relative_l2``, ``mse``, ``gaussian_nll``, ``crps_gaussian``,
+``crps_samples`` (through the sort), ``crps`` (of a Gaussian posterior or of draws),
+``conservation_error``, ``mmd``, and ``wasserstein`` in the clouds (envelope theorem; not in
+the weights). ``interval_coverage`` and ``calibration_curve`` count points inside intervals:
+piecewise constant, they are returned without gradient. :func:`torch.func.grad` works on them;
+:func:`torch.func.vmap` does not on those that check their values (finite inputs, positive
+variances: all but ``mse``), where torch raises its "data-dependent control flow" error: pass
+the batch as a leading dimension and reduce with ``dim`` instead. :func:`torch.compile` runs
+them, with graph breaks at those checks.
 
 Example
 -------
@@ -49,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_bool, check_broadcasts
+from ._checks import check_bool, check_broadcasts, check_int
 from ._cloud_distances import mmd, wasserstein
 from ._device import ArrayLike, check_finite, torch_readable, values_as_tensor
 from ._posterior_args import _central_quantiles
@@ -65,6 +67,7 @@ __all__ = [
     "gaussian_nll",
     "crps_gaussian",
     "crps_samples",
+    "crps",
     "interval_coverage",
     "calibration_curve",
     "conservation_error",
@@ -388,6 +391,66 @@ def crps_samples(
         parts.append(term1 - term2)
     crps = torch.cat(parts).reshape(y.shape).to(out_dtype)
     return crps.mean() if dim is None else crps.mean(dim)
+
+
+def crps(
+    posterior_or_samples: Posterior | Tensor,
+    y: Tensor,
+    dim: int | tuple[int, ...] | None = None,
+    *,
+    num_samples: int = 1000,
+    seed: int = 0,
+) -> Tensor:
+    r"""CRPS of a posterior, or of draws, at the truth ``y [*batch, *event]`` (mean over all
+    points, or over ``dim``): the score the design names ``crps``, one call for any posterior.
+
+    * a :class:`~bayesphys.GaussianPosterior`: the closed form of :func:`crps_gaussian` with
+      its marginal means and standard deviations :math:`\sigma_i = \sqrt{\operatorname{Var}
+      [u_i]}`; a point of zero variance (a fixed boundary value) scores the CRPS of a point
+      mass, :math:`|y_i - \mu_i|` (the closed form's limit; no gradient in its variance);
+    * any other :class:`~bayesphys.Posterior`: :func:`crps_samples` of ``num_samples`` draws
+      ``sample(num_samples, seed=seed)`` (the empirical law's CRPS: above the posterior's own
+      by :math:`E|X - X'| / (2S)` on average);
+    * a tensor of draws ``[S, *shape]``: :func:`crps_samples` of them.
+
+    ``y`` must have the posterior's ``[*batch, *event]`` shape (the draws' ``[*shape]``).
+    Differentiable as :func:`crps_gaussian` for a Gaussian posterior (in its mean and
+    variance) and as :func:`crps_samples` for a tensor of draws; a posterior's own draws are
+    taken without gradient (``sample``)."""
+    from ._gaussian_posterior import GaussianPosterior
+    from ._posterior_base import is_posterior
+
+    _tensor("y", y)
+    if isinstance(posterior_or_samples, Tensor):
+        return crps_samples(posterior_or_samples, y, dim)
+    if not is_posterior(posterior_or_samples):
+        raise TypeError(
+            "posterior_or_samples: expected a Posterior or a tensor of draws [S, *shape], "
+            f"received {type(posterior_or_samples).__name__}"
+        )
+    post = posterior_or_samples
+    want = (*post.batch_shape, *post.event_shape)
+    if tuple(y.shape) != tuple(want):
+        raise ValueError(f"y: expected shape {tuple(want)}, received {tuple(y.shape)}")
+    if isinstance(post, GaussianPosterior):
+        mean, var = post.mean, post.variance
+        y = _on_like(y, mean, "y")
+        _real(("y", y))
+        check_finite("y", y)
+        point = var <= 0
+        if not bool(point.any()):
+            return crps_gaussian(mean, var.sqrt(), y, dim)
+        # a point mass where the variance is 0: the closed form's limit |y - mu| (the square
+        # root taken of 1 there: sqrt's gradient at 0 is infinite, times 0 NaN in the variance)
+        safe = torch.where(point, torch.ones_like(var), var).sqrt()
+        z = (y - mean) / safe
+        n = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
+        score = safe * (z * (2 * n.cdf(z) - 1) + 2 * n.log_prob(z).exp() - 1 / math.sqrt(math.pi))
+        score = torch.where(point, (y - mean).abs(), score)
+        _check_reduce(score, dim, "posterior/y")
+        return score.mean() if dim is None else score.mean(dim)
+    draws = post.sample(check_int("num_samples", num_samples, minimum=1), seed=seed)
+    return crps_samples(draws, _on_like(y, draws, "y"), dim)
 
 
 def interval_coverage(

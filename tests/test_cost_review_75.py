@@ -37,7 +37,7 @@ def _old_psd_cholesky_jitter(a, max_tries=6):
         jit = torch.where(fixed[..., None], trial, jit)
         pending = pending & (info != 0)
         if not bool(pending.any()):
-            return l, float(jit.max()), relative
+            return l, float(jit.detach().max()), relative
     raise AssertionError("not PSD")
 
 
