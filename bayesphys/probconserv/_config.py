@@ -3,7 +3,9 @@ ICML 2023)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -12,7 +14,7 @@ from .._device import single_or_double
 from ..problems.gpme import GPMEProblem, get_problem
 from ._inputs import check_sigma_g_value
 
-__all__ = ["ANP_ONLY", "GP_ONLY", "ProbConservConfig", "checked_config"]
+__all__ = ["ANP_ONLY", "GP_ONLY", "ProbConservConfig", "checked_config", "config_settings"]
 
 _F64 = torch.float64
 
@@ -43,6 +45,41 @@ class ProbConservConfig:
     softc_points: int = 32
     noise_std: float = 0.0
     train_margin: float = 0.0
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    """Whether a keyword was left at (or given equal to) its default."""
+    if value is default:
+        return True
+    if default is None or value is None:
+        return False
+    try:
+        return bool(value == default)
+    except (TypeError, ValueError, RuntimeError):  # e.g. a tensor of several values
+        return False
+
+
+def config_settings(
+    config: ProbConservConfig, given: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> tuple[str | GPMEProblem, dict[str, Any]]:
+    """``ProbConserv(config)``: the problem and the keyword settings read from ``config``.
+
+    ``given`` are the settings keywords of the call, ``defaults`` their defaults; one that
+    differs from its default is refused (``ValueError`` naming it), since the config gives
+    every setting. The other Step-1 model's settings (stored by the config, read by neither
+    network) are left unset, as a call with keywords leaves them; the values are checked by
+    :func:`checked_config` afterwards, naming the setting."""
+    changed = [k for k, v in given.items() if not _is_default(v, defaults[k])]
+    if changed:
+        raise ValueError(
+            f"{', '.join(changed)}: a ProbConservConfig gives every setting, so the keyword "
+            f"settings must be left at their defaults (change the config instead), received "
+            + ", ".join(f"{k}={given[k]!r}" for k in changed)
+        )
+    out = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "problem"}
+    for name in GP_ONLY if config.step1 == "anp" else ANP_ONLY:
+        out[name] = None
+    return config.problem, out
 
 
 def checked_config(

@@ -39,7 +39,7 @@ from .._precision import own_precision
 from .._process_state import seeded_build
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem
-from ._config import ProbConservConfig, checked_config
+from ._config import ProbConservConfig, checked_config, config_settings
 from ._inputs import (
     check_calibrate_settings,
     check_data,
@@ -71,8 +71,23 @@ def _calibrate_defaults() -> dict[str, Any]:
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
+@functools.cache
+def _init_defaults() -> dict[str, Any]:
+    """The defaults of :class:`ProbConserv`'s keyword settings, read from its signature."""
+    params = inspect.signature(ProbConserv.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
 class ProbConserv:
     r"""Step-1 model (ANP or meta-GP) + Step-2 conservation update on a GPME problem.
+
+    ``problem``: a problem id (``"diffusion"``, ``"pme"``, ``"stefan"``), a
+    :class:`~bayesphys.problems.gpme.GPMEProblem`, or a :class:`ProbConservConfig`, which
+    gives every setting (its problem by id): ``ProbConserv(model.config)`` builds a fresh,
+    untrained model with ``model``'s settings and, for a seeded config, its initial weights.
+    With a config the keyword settings must be left at their defaults (one that differs is a
+    ``ValueError`` naming it; change the config instead); ``device`` and ``dtype``, which the
+    config does not hold, apply as usual.
 
     ``seed`` sets the initial weights, the training's random draws (the ANP's latent noise,
     SoftC's residual subsets) and the stream of training batches; the caller's global random
@@ -113,7 +128,7 @@ class ProbConserv:
     @autograd_on()  # built inside inference_mode / no_grad, it still trains
     def __init__(
         self,
-        problem: str | GPMEProblem = "pme",
+        problem: str | GPMEProblem | ProbConservConfig = "pme",
         *,
         step1: str = "anp",
         hidden: int | None = None,
@@ -132,24 +147,25 @@ class ProbConserv:
         dtype: torch.dtype | None = None,
         seed: int | None = 0,
     ) -> None:
-        self.problem, self.config, dtype = checked_config(
-            problem,
-            step1=step1,
-            hidden=hidden,
-            softc_weight=softc_weight,
-            covariance=covariance,
-            n_samples=n_samples,
-            sigma_g=sigma_g,
-            relative=relative,
-            lr=lr,
-            batch_size=batch_size,
-            gp_width=gp_width,
-            softc_points=softc_points,
-            noise_std=noise_std,
-            train_margin=train_margin,
-            dtype=dtype,
-            seed=seed,
-        )
+        settings = {
+            "step1": step1,
+            "hidden": hidden,
+            "softc_weight": softc_weight,
+            "covariance": covariance,
+            "n_samples": n_samples,
+            "sigma_g": sigma_g,
+            "relative": relative,
+            "lr": lr,
+            "batch_size": batch_size,
+            "gp_width": gp_width,
+            "softc_points": softc_points,
+            "noise_std": noise_std,
+            "train_margin": train_margin,
+            "seed": seed,
+        }
+        if isinstance(problem, ProbConservConfig):  # every setting from the config
+            problem, settings = config_settings(problem, settings, _init_defaults())
+        self.problem, self.config, dtype = checked_config(problem, dtype=dtype, **settings)
         cfg, prob = self.config, self.problem
         self.device = model_device(device)
         # the ANP trains in float32 (or ``dtype``), the GP and Step 2 in float64
