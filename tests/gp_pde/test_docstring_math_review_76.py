@@ -23,6 +23,8 @@ from bayesphys.gp_pde import gauss_newton as gn_module
 from bayesphys.gp_pde._kron import face_values, kron_dense
 from bayesphys.problems.stencil import shift
 
+from .dense_reference import dense_posterior
+
 F64 = torch.float64
 
 
@@ -231,24 +233,7 @@ def test_pathwise_draws_have_the_docstring_joint_covariance(kw):
     root, dim = post._custom_root, post._custom_root_dim
     T = root(torch.eye(dim, dtype=F64))
     assert T.shape == (dim, math.prod(3 + j for j in range(len(m.shape))))
-    with torch.no_grad():
-        fac = m._factors()
-        C = kron_dense([fc.C for fc in fac])
-        M = C.shape[0]
-        eye = [torch.eye(n, dtype=F64) for n in m.shape]
-        A = m.op.c0 * torch.eye(M, dtype=F64)
-        for j, fc in enumerate(fac):
-            A = A + m.op.coefs[j] * kron_dense([fc.D if i == j else e for i, e in enumerate(eye)])
-        S = face_values(torch.eye(M, dtype=F64).reshape(M, *m.shape), m.shape).mT
-        tau2 = float(m.log_tau_pde.exp())
-        gam = m.config["lam_b"] * float(m.log_tau_b.exp())
-        Wr = C if m.config["weighting"] == "prior" else torch.eye(M, dtype=F64)
-        Ci = torch.linalg.inv(C)
-        Sig = torch.linalg.inv(Ci + gam * S.T @ S + tau2 * A.T @ torch.linalg.solve(Wr, A))
-        Kxs = kron_dense([k.gram(xt, fc.x) for k, fc, xt in zip(m.kernels, fac, ta)])
-        Kss = kron_dense([k.gram(xt, xt) for k, xt in zip(m.kernels, ta)])
-        W = Kxs @ Ci
-        full = W @ Sig @ W.T + Kss - Kxs @ Ci @ Kxs.T
+    full = dense_posterior(m, ta)["full"]
     got = T.mT @ T
     torch.testing.assert_close(got, full, rtol=0, atol=1e-6 * float(full.abs().max()))
     torch.testing.assert_close(

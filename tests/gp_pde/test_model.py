@@ -8,6 +8,8 @@ from bayesphys import GaussianPosterior
 from bayesphys.gp_pde import GPPDESolver
 from bayesphys.problems.gp_pde import get_problem, tensor_grid
 
+from .dense_reference import dense_posterior
+
 F64 = torch.float64
 
 
@@ -666,35 +668,14 @@ def test_posterior_matches_a_dense_gp_conditioned_on_the_collocation_equations(k
     """Mean and variance on a test grid against the dense Gaussian posterior of
     ``U ~ N(0, C)`` given ``g ~ N(S U, (lam_b tau_1)^-1 I)`` and ``0 ~ N(A U - f, tau_2^-1 W)``,
     then ``u(X*) | U = W U + N(0, K** - K*X C^-1 KX*)``."""
-    from bayesphys.gp_pde._kron import face_values, kron_dense
-
     torch.set_num_threads(1)
     kw = dict(kw)
     m = GPPDESolver(kw.pop("problem"), num_mixtures=2, seed=0, **kw)
     m.fit(steps=3, progress=False)
     ta = [torch.linspace(0.05, 0.95, 5, dtype=F64) for _ in m.shape]
     post = m.posterior(ta)
-    with torch.no_grad():
-        fac = m._factors()
-        eye = [torch.eye(n, dtype=F64) for n in m.shape]
-        C = kron_dense([fc.C for fc in fac])
-        M = C.shape[0]
-        A = m.op.c0 * torch.eye(M, dtype=F64)
-        for j, fc in enumerate(fac):
-            A = A + m.op.coefs[j] * kron_dense([fc.D if i == j else e for i, e in enumerate(eye)])
-        S = face_values(torch.eye(M, dtype=F64).reshape(M, *m.shape), m.shape).mT
-        tau2 = float(m.log_tau_pde.exp())
-        gam = m.config["lam_b"] * float(m.log_tau_b.exp())
-        Wm = C if m.config["weighting"] == "prior" else torch.eye(M, dtype=F64)
-        Ci = torch.linalg.inv(C)
-        P = Ci + gam * S.T @ S + tau2 * A.T @ torch.linalg.solve(Wm, A)
-        Sig = torch.linalg.inv(P)
-        mu = Sig @ (gam * S.T @ m.g + tau2 * A.T @ torch.linalg.solve(Wm, m.f.reshape(-1)))
-        kxs = [k.gram(xt, fc.x) for k, fc, xt in zip(m.kernels, fac, ta)]
-        Kxs = kron_dense(kxs)
-        Kss = kron_dense([k.gram(xt, xt) for k, xt in zip(m.kernels, ta)])
-        W = Kxs @ Ci
-        var = (W @ Sig @ W.T + Kss - Kxs @ Ci @ Kxs.T).diagonal()
+    ref = dense_posterior(m, ta)
+    mu, W, var = ref["mu"], ref["W"], ref["full"].diagonal()
     torch.testing.assert_close(m.u.reshape(-1), mu, rtol=0, atol=1e-6 * float(mu.abs().max()))
     mean = post.mean.reshape(-1)
     torch.testing.assert_close(mean, W @ mu, rtol=0, atol=1e-6 * float(mean.abs().max()))
