@@ -13,7 +13,7 @@ import numpy as np
 from bayesphys._bench import metric_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _probconserv_settings import SOFTC_WEIGHT  # noqa: E402
+from _probconserv_settings import SOFTC_LR, SOFTC_WEIGHT  # noqa: E402
 
 NOTES = (
     "stefan-shock bias/sd: mean over the test functions of (posterior mean - true "
@@ -38,12 +38,17 @@ NOTES = (
     "bandwidth by 2-fold binned coverage) and the mass-residual "
     "discrepancy (bayesphys.probconserv.mass_check: where the inferred parameter lies more "
     "than 2 sd outside the training range, a smooth mass-neutral discrepancy sized by the "
-    "slice's mass residual; means unchanged); ANP/GP/SoftC-ANP/HardC-* rows (unconstrained: "
+    "slice's mass residual; means unchanged); ANP/GP/SoftC-ANP/SoftC-GP/HardC-* rows "
+    "(unconstrained: "
     "they never see the conservation right-hand side b) the same hybrid covariance with the "
     "pooled validation scale and no mass check (HardC projects the mean onto b); "
     "*-model rows the "
     "model's own covariance with one scalar variance scale; coverage90_raw: the same "
-    "method without any variance calibration. SoftC weight per problem: " + str(SOFTC_WEIGHT)
+    "method without any variance calibration. SoftC weight per problem: "
+    + str(SOFTC_WEIGHT)
+    + " (SoftC-ANP and SoftC-GP, fine-tuned from the trained ANP / GP at learning rate "
+    + " / ".join(f"{v:g}" for v in SOFTC_LR.values())
+    + ", the state of smallest validation MSE kept, the model itself the first candidate)"
 )
 
 HEADLINE = ("ProbConserv-ANP", "ProbConserv-GP")  # the rows the targets are judged on

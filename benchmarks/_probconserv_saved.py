@@ -54,7 +54,7 @@ def parse(
     # the Step-1 models a benchmark run's --save-models writes
     ap.add_argument(
         "--methods",
-        type=comma_ids(("ANP", "SoftC-ANP", "GP"), what="saved models"),
+        type=comma_ids(("ANP", "SoftC-ANP", "GP", "SoftC-GP"), what="saved models"),
         default="ANP,GP",
         help="Step-1 models to load (ANP, GP)",
     )

@@ -56,6 +56,7 @@ VARIANTS = [
     ("ProbConserv-ANP-diag", "ANP-diag", "probconserv"),
     ("ProbConserv-ANP-mixture", "ANP-mixture", "probconserv"),
     ("GP", "GP", "none"),
+    ("SoftC-GP", "SoftC-GP", "none"),
     ("HardC-GP", "GP", "hardc"),
     ("ProbConserv-GP", "GP", "probconserv"),
     ("ProbConserv-GP-model", "GP-model", "probconserv"),
@@ -206,7 +207,7 @@ def reference_rows(
             log(f"skip {pname}: {path} not found")
             continue
         models = {}
-        for key in ("ANP", "SoftC-ANP", "GP"):
+        for key in ("ANP", "SoftC-ANP", "GP", "SoftC-GP"):
             f = models_dir / f"{pname}_{key}.pt"
             if f.exists():
                 models[key] = (ProbConserv.load(f), float("nan"))

@@ -8,7 +8,8 @@ threads (default 1). A problem's rows do not depend on where it runs: ``--jobs 2
 the same machine (on another CPU the ANP's float32 training takes other bits: the GP rows
 repeat, the ANP rows do not; rescoring saved models with ``--load-models`` repeats every row).
 Trains, per problem, an ANP (Step 1), a SoftC-ANP (the ANP fine-tuned with the PDE-residual
-penalty) and a meta-learned GP on freshly generated training functions, then scores on seeded
+penalty), a meta-learned GP and a SoftC-GP (the GP fine-tuned with the penalty on its predictive
+mean) on freshly generated training functions, then scores on seeded
 test sets (50 functions per test parameter; 201 points at the table time):
 ANP / SoftC-ANP / HardC-ANP / ProbConserv-ANP (hybrid validation-fitted Sigma,
 bayesphys.probconserv.calibration, with a parameter-conditional variance scale,
@@ -16,14 +17,16 @@ bayesphys.probconserv.conditional, and the mass-residual discrepancy,
 bayesphys.probconserv.mass_check) / ProbConserv-ANP-model (the ANP's own low-rank Sigma, one
 scalar scale) / ProbConserv-ANP-diag (the reference's diagonal Sigma, updated once after moment
 matching) / ProbConserv-ANP-mixture (the reference's update: each latent draw's diagonal
-Gaussian updated, then the mixture moment-matched) and GP / HardC-GP /
+Gaussian updated, then the mixture moment-matched) and GP / SoftC-GP / HardC-GP /
 ProbConserv-GP / ProbConserv-GP-model. ``--load-models`` / ``--merge`` / ``--problems`` rerun
-parts without retraining or losing the other rows. A problem that fails does not stop the
-others; when a run stops (a failed problem, Ctrl-C) the rows of the finished problems go to
-``probconserv.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder)
-and the results file is left as it was; a later completed run into the same folder removes
-it. To finish such a run, copy it as ``probconserv.json`` into a folder DIR of its own (the
-copy replaces a results file there) and rerun the problems not finished with the run's other
+parts without retraining or losing the other rows (a ``--load-models`` folder without
+``{problem}_SoftC-GP.pt`` has its other three models loaded and SoftC-GP trained from its
+GP). A problem that fails does not stop the others; when a run stops (a failed problem,
+Ctrl-C) the rows of the finished problems go to ``probconserv.partial.json``
+(``"partial": true``; in ``--out``, else the temporary folder) and the results file is
+left as it was; a later completed run into the same folder removes it. To finish such a run,
+copy it as ``probconserv.json`` into a folder DIR of its own (the copy replaces a results
+file there) and rerun the problems not finished with the run's other
 options and ``--problems ... --merge --out DIR``.
 Anchor figures: Hansen et al. 2023 Table 1 (diffusion) and the reference-checkpoint
 measurements of the anchor file (PME, Stefan, shock).
@@ -72,7 +75,7 @@ from _probconserv_settings import (  # noqa: E402
     SETTINGS,
     calibration_options,
 )
-from _probconserv_train import _train  # noqa: E402
+from _probconserv_train import MODELS, _train  # noqa: E402
 
 
 def run(
@@ -163,7 +166,7 @@ def run(
             m.calibrate(seed=777 + seed, n_functions=cfg["n_val"], objective="ll")
             models[key] = (m, models[base][1])
         if save_models:
-            for key in ("ANP", "SoftC-ANP", "GP"):
+            for key in MODELS:
                 models[key][0].save(Path(save_models) / f"{pname}_{key}.pt")
         tests = [
             (param, make_dataset(prob, params=[param] * cfg["n_test"], seed=10_000 + seed))
@@ -319,13 +322,15 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument(
         "--load-models",
         default=None,
-        help="skip training: load {problem}_{ANP,SoftC-ANP,GP}.pt from this folder (written by "
-        "--save-models); training seconds are taken from the existing results file",
+        help="skip training: load {problem}_{ANP,SoftC-ANP,GP,SoftC-GP}.pt from this folder "
+        "(written by --save-models; without {problem}_SoftC-GP.pt, SoftC-GP is fine-tuned from "
+        "the loaded GP); training seconds are taken from the existing results file",
     )
     ap.add_argument(
         "--retrain-softc",
         action="store_true",
-        help="with --load-models: fine-tune SoftC-ANP afresh from the loaded ANP",
+        help="with --load-models: fine-tune SoftC-ANP and SoftC-GP afresh from the loaded ANP "
+        "and GP",
     )
     ap.add_argument(
         "--merge",

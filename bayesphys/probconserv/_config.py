@@ -135,21 +135,13 @@ def checked_config(
             f"covariance: expected 'diag', 'lowrank' or 'mixture', received {covariance!r}"
             f"{did_you_mean(covariance, ANP_COVARIANCES)}"
         )
+    # SoftC: the ANP's mean by autograd, the meta-GP's predictive mean by finite differences
     softc_weight = check_real("softc_weight", softc_weight, minimum=0.0)
-    if softc_weight > 0 and step1 != "anp":
-        raise ValueError(
-            f"softc_weight: expected >= 0 and only with step1='anp', received {softc_weight}"
-        )
     n_samples = check_int("n_samples", n_samples, minimum=2)
     hidden = check_int("hidden", hidden, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     gp_width = check_int("gp_width", gp_width, minimum=1)
     softc_points = check_int("softc_points", softc_points, minimum=1)
-    if softc_points != 32 and step1 != "anp":  # SoftC is the ANP's: it had no effect
-        raise ValueError(
-            f"softc_points: only with step1='anp' (the SoftC penalty's points), received "
-            f"{softc_points} with step1={step1!r}"
-        )
     sigma_g = check_sigma_g_value("sigma_g", sigma_g)  # inf: no update (the prior)
     relative = check_bool("relative", relative)
     seed = check_optional_seed("seed", seed)

@@ -69,7 +69,7 @@ def check_loadable_config(model: ProbConserv) -> None:
     anp = cfg.get("step1") == "anp"
     for name in GP_ONLY if anp else ANP_ONLY:  # a load drops the other model's settings
         cfg[name] = None
-    if not anp:  # and a GP's SoftC points, reading the default
+    if not anp and not cfg.get("softc_weight"):  # and a plain GP's SoftC points: the default
         cfg["softc_points"] = ProbConservConfig.__dataclass_fields__["softc_points"].default
     try:
         checked_config(model.problem, dtype=None, **cfg)
@@ -113,7 +113,9 @@ def load_probconserv(
     # settings the other Step-1 model ignores (older checkpoints stored whatever was given)
     for name in GP_ONLY if cfg.get("step1", "anp") == "anp" else ANP_ONLY:
         cfg.pop(name, None)
-    if cfg.get("step1", "anp") != "anp":  # SoftC's points: stored, and ignored, before refused
+    # a plain GP's SoftC points: stored, and ignored, by files from before SoftC-GP (which
+    # had softc_weight 0); a SoftC-GP's are its own
+    if cfg.get("step1", "anp") != "anp" and not cfg.get("softc_weight"):
         cfg.pop("softc_points", None)
     with rebuilding(path, cls.kind):
         dtype = resolve_dtype(st["dtype"])

@@ -2,8 +2,9 @@ r"""Step-1 training of :class:`~bayesphys.probconserv.ProbConserv` (Hansen et al
 
 The fit loop (Adam with cosine learning-rate decay, gradient clipping, data-parallel under
 ``torchrun``, a wall-time budget), its batch streams (fresh GPME training functions, or
-minibatches of given data, keyed by global step and rank), the ANP's SoftC penalty
-:math:`\overline{r^2}`, :math:`r = u_t - \partial_x(k(u)u_x)` on a random subset of targets,
+minibatches of given data, keyed by global step and rank), the SoftC penalty
+:math:`\overline{r^2}`, :math:`r = u_t - \partial_x(k(u)u_x)` on a random subset of targets
+(the ANP's mean by autograd, the meta-GP's predictive mean by central finite differences),
 and the model's private stream of training draws.
 """
 
@@ -28,11 +29,12 @@ from ._inputs import check_data
 from ._trained_range import record_trained_range
 from ._units import warn_field_scale
 from .anp import AttentiveNP
+from .metagp import MetaGP
 
 if TYPE_CHECKING:
     from .model import ProbConserv
 
-__all__ = ["fork_stream", "train_step1", "softc_penalty"]
+__all__ = ["fork_stream", "train_step1", "softc_penalty", "softc_penalty_gp"]
 
 
 def fork_stream(device: torch.device) -> torch.Generator:
@@ -131,6 +133,10 @@ def train_step1(
                 )
         else:
             loss = model.net.loss(xc, yc)
+            if cfg.softc_weight > 0:  # SoftC-GP: the residual of the predictive mean
+                loss = loss + cfg.softc_weight * softc_penalty_gp(
+                    model, xc, yc, xt, d.params.to(**cast)
+                )
         opt.zero_grad()
         loss.backward()
         sync.average_gradients()
@@ -203,10 +209,7 @@ def softc_penalty(model: ProbConserv, xc: Tensor, yc: Tensor, xt: Tensor, params
     """The SoftC penalty: mean squared PDE residual of the ANP's mean at (a random subset of
     ``softc_points`` of) the targets ``xt [B, n, 2]``, by autograd; ``params [B]``."""
     net: AttentiveNP = model.net  # type: ignore[assignment]
-    if xt.shape[1] > model.config.softc_points:  # the residual on a random subset of targets
-        idx = torch.randperm(xt.shape[1], device=xt.device, generator=model._train_rng)
-        idx = idx[: model.config.softc_points]
-        xt = xt[:, idx]
+    xt = _softc_subset(model, xt)  # the residual on a random subset of targets
     xt = xt.detach().clone().requires_grad_(True)
     mz, _ = net.latent(xc, yc)
     mu, _ = net.decode(net.deterministic(xc, yc, xt), mz, xt)
@@ -218,3 +221,65 @@ def softc_penalty(model: ProbConserv, xc: Tensor, yc: Tensor, xt: Tensor, params
     (dflux,) = torch.autograd.grad((k * du[..., 1]).sum(), xt, create_graph=True)
     r = du[..., 0] - dflux[..., 1]
     return r.pow(2).mean()
+
+
+#: the finite-difference step of :func:`softc_penalty_gp`, as a fraction of each side of the box
+SOFTC_GP_STEP = 1e-3
+
+
+def _softc_subset(model: ProbConserv, xt: Tensor) -> Tensor:
+    """A random subset of ``softc_points`` of the targets ``xt [B, n, 2]`` (the same for every
+    function; drawn from the model's training stream), or all of them if ``n`` is no more."""
+    if xt.shape[1] > model.config.softc_points:
+        idx = torch.randperm(xt.shape[1], device=xt.device, generator=model._train_rng)
+        xt = xt[:, idx[: model.config.softc_points]]
+    return xt
+
+
+def softc_penalty_gp(
+    model: ProbConserv, xc: Tensor, yc: Tensor, xt: Tensor, params: Tensor
+) -> Tensor:
+    r"""The SoftC penalty of the meta-GP: :math:`\overline{r^2}`, the mean squared PDE residual
+    :math:`r = u_t - \partial_x(k(u)\,u_x)` of its differentiable predictive mean
+    :math:`m(a) = m_0 + K(a, X_c)(K(X_c, X_c) + \sigma_n^2 I)^{-1}(y_c - m_0)`
+    (:meth:`~bayesphys.probconserv.metagp.MetaGP.mean_at`, conditioned on each function's
+    contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]``), at a random subset of ``softc_points`` of the
+    targets ``xt [B, n, 2]``; ``params [B]`` each function's parameter; returns ``[]``,
+    differentiable in the GP's hyperparameters and feature net.
+
+    By central finite differences in :math:`a = (t, x)` (not autograd in the input, whose
+    Matern-5/2 derivative at a target that coincides with a context is NaN), with steps
+    :math:`h_t, h_x` = ``SOFTC_GP_STEP`` (1e-3) of the box's sides; :math:`m` is evaluated at
+    the five-point stencil of each target (``[B, 5 n]`` points in one call):
+
+    .. math::  u_t \approx \frac{m(t + h_t, x) - m(t - h_t, x)}{2 h_t},\qquad
+        \partial_x(k(u) u_x) \approx \frac{k(u_{+1/2})\,(m_{+} - m_0)
+        - k(u_{-1/2})\,(m_0 - m_{-})}{h_x^2},
+
+    :math:`m_\pm = m(t, x \pm h_x)`, :math:`m_0 = m(t, x)`,
+    :math:`u_{\pm 1/2} = (m_0 + m_\pm) / 2`, with the problem's ``diffusivity(u, params)``
+    (both second order in the steps)."""
+    net: MetaGP = model.net  # type: ignore[assignment]
+    xt = _softc_subset(model, xt).detach()
+    prob = model.problem
+    side = torch.tensor(
+        [prob.t_range[1] - prob.t_range[0], prob.x_range[1] - prob.x_range[0]],
+        dtype=xt.dtype,
+        device=xt.device,
+    )
+    ht, hx = (SOFTC_GP_STEP * side).unbind()
+    shift = torch.zeros(5, 2, dtype=xt.dtype, device=xt.device)
+    shift[1, 0], shift[2, 0], shift[3, 1], shift[4, 1] = ht, -ht, hx, -hx
+    b, n = xt.shape[:2]
+    pts = (xt[:, None] + shift[None, :, None]).reshape(b, 5 * n, 2)  # [B, 5 n, 2]
+    m = net.mean_at(xc, yc, pts).reshape(b, 5, n)
+    m0, mtp, mtm, mxp, mxm = m.unbind(1)
+    # the training parameters were checked against the family's domain once (train_step1:
+    # data.params, or make_dataset's range): no read of them, no device sync, per step
+    with params_checked():
+        p = params[:, None].to(m.dtype)
+        kp = prob.diffusivity(0.5 * (m0 + mxp), p)
+        km = prob.diffusivity(0.5 * (m0 + mxm), p)
+    u_t = (mtp - mtm) / (2 * ht)
+    flux = (kp * (mxp - m0) - km * (m0 - mxm)) / hx**2
+    return (u_t - flux).pow(2).mean()

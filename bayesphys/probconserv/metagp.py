@@ -23,6 +23,7 @@ import threading
 
 import gpytorch
 import torch
+from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real
@@ -178,6 +179,38 @@ class MetaGP(nn.Module):
                 self._release_conditioning_data()
         cov = 0.5 * (cov + cov.mT)
         return mean, cov
+
+    def mean_at(self, xc: Tensor, yc: Tensor, xt: Tensor) -> Tensor:
+        r"""Differentiable latent predictive mean ``[B, Nt]`` (the mean of :meth:`predict`):
+
+        .. math::  m(a) = m_0 + K(a, X_c)\,\big(K(X_c, X_c) + \sigma_n^2 I\big)^{-1}
+            (y_c - m_0 \mathbf 1)
+
+        for contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (one
+        function per batch entry), with the graph to the hyperparameters and the feature net
+        kept (the SoftC penalty of the meta-GP differentiates it; :meth:`predict` is
+        no-grad). Computed from the kernel modules directly (a Cholesky solve of the
+        ``[B, Nc, Nc]`` matrix, jitter added only if it fails), so no conditioning data are
+        set on the module; under :data:`GPYTORCH_SETTINGS_LOCK` (gpytorch's settings)."""
+        check_sets(xc, yc, xt, ref=self.lik.raw_noise, owner="MetaGP")
+        _check_not_wider(self.lik.raw_noise, xc=xc, yc=yc, xt=xt)
+        ref = self.lik.raw_noise
+        xc, yc, xt = (v.to(ref.dtype) for v in (xc, yc, xt))
+        gp = self.gp
+        with GPYTORCH_SETTINGS_LOCK:
+            lo, hi = gp.feats.lo, gp.feats.hi
+
+            def kern(a: Tensor, b: Tensor) -> Tensor:
+                za, zb = (a - lo) / (hi - lo), (b - lo) / (hi - lo)
+                k = gp.k_deep(gp.feats(a), gp.feats(b)).to_dense()
+                return k + gp.k_raw(za, zb).to_dense()
+
+            m0 = gp.mean_module.constant.reshape(())
+            kcc = kern(xc, xc)
+            eye = torch.eye(kcc.shape[-1], dtype=kcc.dtype, device=kcc.device)
+            chol = psd_safe_cholesky(kcc + self.lik.noise.reshape(()) * eye)
+            alpha = torch.cholesky_solve((yc - m0)[..., None], chol)  # [B, Nc, 1]
+            return m0 + (kern(xt, xc) @ alpha)[..., 0]
 
     def _release_conditioning_data(self) -> None:
         """Put back the placeholder conditioning data of a new model (one set of 4 zeros):

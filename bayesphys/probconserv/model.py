@@ -13,8 +13,10 @@ the paper, ``"lowrank"`` from the latent draws, or ``"mixture"``: Step 2 applied
 draw and the updated mixture moment-matched, as the reference code does,
 :mod:`~bayesphys.probconserv.mixture_update`); ``step1="gp"``:
 :class:`~bayesphys.probconserv.metagp.MetaGP` with a dense covariance. ``softc_weight > 0``
-trains the ANP with the SoftC penalty :math:`\lambda\,\overline{r^2}`,
-:math:`r = u_t - \partial_x(k(u)u_x)` (PDE residual by autograd at the targets).
+trains either with the SoftC penalty :math:`\lambda\,\overline{r^2}`,
+:math:`r = u_t - \partial_x(k(u)u_x)` at ``softc_points`` random targets (the ANP's mean by
+autograd; the meta-GP's differentiable predictive mean by central finite differences,
+:func:`~bayesphys.probconserv._train.softc_penalty_gp`).
 ``posterior(method=...)``: ``"probconserv"`` (limit or finite ``sigma_g``), ``"hardc"``
 (projection of the mean, variance untouched) or ``"none"`` (Step 1 only).
 """
@@ -103,8 +105,9 @@ class ProbConserv:
     ProbConserv update is per latent draw, with a scalar calibration only) are settings of the ANP
     (``step1="anp"``), ``gp_width`` (default
     32) of the meta-GP (``step1="gp"``); giving one to the other model is refused, as it would
-    have no effect (so are a ``softc_weight > 0`` and a ``softc_points`` other than 32, the
-    ANP's SoftC penalty, with ``step1="gp"``). ``dtype`` may be a name (``"float32"``); ``sigma_g``
+    have no effect. ``softc_weight`` and ``softc_points`` (the SoftC penalty's weight and
+    random targets per function) apply to both models. ``dtype`` may be a name
+    (``"float32"``); ``sigma_g``
     is a number ``>= 0`` or ``inf``, ``relative`` a bool. ``train_margin`` (default 0, the paper's
     setting) widens the range the training functions' parameters are drawn from by that fraction of
     its length at each end, e.g. diffusion :math:`k \sim U[0.8, 5.2]` at 0.05, so that the ends
@@ -211,14 +214,10 @@ class ProbConserv:
 
     # -- training ---------------------------------------------------------------------------
     def set_softc_weight(self, weight: float) -> None:
-        """Switch the SoftC penalty on (``weight > 0``, ANP only) e.g. to fine-tune a trained
-        ANP."""
+        """Switch the SoftC penalty on (``weight > 0``) or off (``0``) e.g. to fine-tune a
+        trained ANP or meta-GP (SoftC-ANP / SoftC-GP); ``ValueError`` naming ``weight`` for a
+        negative or non-finite one."""
         weight = check_real("weight", weight, minimum=0.0)
-        if weight > 0 and self.config.step1 != "anp":
-            raise ValueError(
-                f"weight: the SoftC penalty trains the ANP only (step1='anp'); this model's "
-                f"step1 is {self.config.step1!r}, so expected 0, received {weight}"
-            )
         self.config.softc_weight = float(weight)
 
     @autograd_on()

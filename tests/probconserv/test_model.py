@@ -152,7 +152,9 @@ def test_model_bad_input():
     with pytest.raises(ValueError, match="step1"):
         ProbConserv("pme", step1="fno")
     with pytest.raises(ValueError, match="softc_weight"):
-        ProbConserv("pme", step1="gp", softc_weight=1.0)
+        ProbConserv("pme", step1="gp", softc_weight=-1.0)
+    # SoftC-GP: the penalty on the meta-GP's predictive mean (tests/probconserv/test_softc_gp.py)
+    assert ProbConserv("pme", step1="gp", softc_weight=1.0).config.softc_weight == 1.0
     m = ProbConserv("pme", hidden=16)
     with pytest.raises(TypeError, match="context"):
         m.posterior(torch.zeros(3))
@@ -579,12 +581,13 @@ def test_predict_decodes_the_draws_as_the_concatenated_decoder():
     )
 
 
-def test_softc_points_with_the_meta_gp_is_refused():
-    """SoftC is a penalty of the ANP's training: with ``step1="gp"`` ``softc_points`` was
-    accepted and had no effect (``softc_weight > 0`` was already refused there)."""
-    with pytest.raises(ValueError, match="softc_points: only with step1='anp'"):
-        ProbConserv("pme", step1="gp", softc_points=8)
-    assert ProbConserv("pme", step1="gp").config.softc_points == 32  # the default: fine
+def test_softc_points_with_the_meta_gp_are_its_penalty_points():
+    """SoftC-GP: ``softc_points`` sets the meta-GP's penalty targets too (it was refused
+    while SoftC was the ANP's only); not a positive integer is refused for either."""
+    assert ProbConserv("pme", step1="gp", softc_points=8).config.softc_points == 8
+    assert ProbConserv("pme", step1="gp").config.softc_points == 32  # the default
+    with pytest.raises(ValueError, match="softc_points"):
+        ProbConserv("pme", step1="gp", softc_points=0)
 
 
 class _FieldNet:
@@ -960,16 +963,14 @@ def test_slice_scores_and_shock_position_refuse_what_they_cannot_score():
         shock_position(torch.tensor(0.5), x)
 
 
-def test_set_softc_weight_switches_the_penalty_of_an_anp_only():
+def test_set_softc_weight_switches_the_penalty_of_either_model():
     anp = ProbConserv("pme", step1="anp", hidden=16, n_samples=4, seed=0)
     anp.set_softc_weight(0.5)
     assert anp.config.softc_weight == 0.5
     gp = ProbConserv("pme", step1="gp", seed=0)
-    # the message read "expected >= 0 (ANP only), received 0.5", though 0.5 is >= 0
-    msg = r"^weight: the SoftC penalty trains the ANP only \(step1='anp'\); this model's step1 "
-    with pytest.raises(ValueError, match=msg + r"is 'gp', so expected 0, received 0\.5$"):
-        gp.set_softc_weight(0.5)
-    gp.set_softc_weight(0)  # off is fine for either
+    gp.set_softc_weight(0.5)  # SoftC-GP
+    assert gp.config.softc_weight == 0.5
+    gp.set_softc_weight(0)  # off again
     assert gp.config.softc_weight == 0.0
     with pytest.raises(ValueError, match=r"^weight: expected a finite"):
         anp.set_softc_weight(math.nan)
