@@ -298,6 +298,13 @@ def crps_gaussian(
     _check_reduce(mean, dim, "mean/y")
     if bool((std <= 0).any()):
         raise ValueError("std: expected strictly positive standard deviations")
+    crps = _gaussian_crps_points(mean, std, y)
+    return crps.mean() if dim is None else crps.mean(dim)
+
+
+def _gaussian_crps_points(mean: Tensor, std: Tensor, y: Tensor) -> Tensor:
+    """The closed-form CRPS of ``N(mean, std^2)`` at ``y`` per point (checked, broadcast
+    tensors of one shape, ``std > 0``), without reducing."""
     z = (y - mean) / std
     # z overflows for a std tiny against the error (float32 std 1e-39, error 1): the form
     # below gave inf; there the score is |y - mean| - std / sqrt(pi) to the dtype's precision
@@ -310,7 +317,7 @@ def crps_gaussian(
     crps = std * (z * (2 * n.cdf(z) - 1) + 2 * n.log_prob(z).exp() - 1 / math.sqrt(math.pi))
     if any_far:
         crps = torch.where(far, (y - mean).abs() - std / math.sqrt(math.pi), crps)
-    return crps.mean() if dim is None else crps.mean(dim)
+    return crps
 
 
 #: points x draws of one block of :func:`crps_samples` (a float64 copy of 8 MB, and its sort)
@@ -443,10 +450,8 @@ def crps(
         # a point mass where the variance is 0: the closed form's limit |y - mu| (the square
         # root taken of 1 there: sqrt's gradient at 0 is infinite, times 0 NaN in the variance)
         safe = torch.where(point, torch.ones_like(var), var).sqrt()
-        z = (y - mean) / safe
-        n = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
-        score = safe * (z * (2 * n.cdf(z) - 1) + 2 * n.log_prob(z).exp() - 1 / math.sqrt(math.pi))
-        score = torch.where(point, (y - mean).abs(), score)
+        mean, safe, y = torch.broadcast_tensors(mean, safe, y)
+        score = torch.where(point, (y - mean).abs(), _gaussian_crps_points(mean, safe, y))
         _check_reduce(score, dim, "posterior/y")
         return score.mean() if dim is None else score.mean(dim)
     draws = post.sample(check_int("num_samples", num_samples, minimum=1), seed=seed)

@@ -189,7 +189,9 @@ class MetaGP(nn.Module):
         for contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (one
         function per batch entry), with the graph to the hyperparameters and the feature net
         kept (the SoftC penalty of the meta-GP differentiates it; :meth:`predict` is
-        no-grad). Computed from the kernel modules directly (a Cholesky solve of the
+        no-grad; gpytorch's own eval-mode prediction detaches its cached solve from the
+        hyperparameters under its default ``detach_test_caches``). Computed from the kernel
+        modules directly (a Cholesky solve of the
         ``[B, Nc, Nc]`` matrix, jitter added only if it fails), so no conditioning data are
         set on the module; under :data:`GPYTORCH_SETTINGS_LOCK` (gpytorch's settings)."""
         check_sets(xc, yc, xt, ref=self.lik.raw_noise, owner="MetaGP")
