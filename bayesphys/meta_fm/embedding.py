@@ -134,10 +134,12 @@ def _normalized(adj: Tensor) -> Tensor:
 
 
 def _normalized_(adj: Tensor) -> Tensor:
-    """:func:`_normalized` of the embedding's own fresh kNN graph ``adj [*, n, n]`` (floating,
+    r""":func:`_normalized` of the embedding's own fresh kNN graph ``adj [*, n, n]`` (floating,
     contiguous), computed in its storage, which it overwrites and returns: out of place,
     ``A + I`` and the two scalings were three more ``[*, n, n]`` arrays. The same operations
-    in the same order, so bit for bit :func:`_normalized`'s values."""
+    in the same order, so bit for bit :func:`_normalized`'s values. On such a graph every row
+    holds ``min(k, n - 1)`` neighbours, so :math:`\hat D = (\min(k, n-1) + 1) I` and the
+    symmetric normalisation is the neighbourhood mean :math:`(A + I)/(\min(k, n-1) + 1)`."""
     adj.diagonal(dim1=-2, dim2=-1).add_(1.0)  # A + I
     dinv = adj.sum(-1).rsqrt()  # in-degree of node i (rows = targets), plus its self-loop
     return adj.mul_(dinv[..., :, None]).mul_(dinv[..., None, :])
