@@ -120,24 +120,37 @@ def _solve(v: Tensor, g: Tensor, b: Tensor, nonnegative: bool, iters: int) -> Te
 
 def _tiny_mass_limit(v: Tensor, g: Tensor, b: Tensor) -> Tensor:
     r"""The projection of the rows of ``v [M, N]`` onto ``{non-increasing, u >= 0, g.u = b}``
-    for a small mass ``b [M] > 0``: :math:`u = b\,\mathbf 1_{1..k}/G_k`.
+    for a small mass ``b [M] > 0``: :math:`u = b\,d`, :math:`g^\top d = 1`.
 
     As :math:`b \to 0` the projection is :math:`b\,d` with :math:`d` maximising
     :math:`d^\top v` over the cone's section :math:`g^\top d = 1`, whose extreme rays are the
     prefixes :math:`\mathbf 1_{1..k}/G_k` (:math:`G_k = \sum_{i\le k} g_i`,
-    :math:`V_k = \sum_{i \le k} v_i`): the top block of :math:`\operatorname{iso}(v - \lambda g)`
-    as :math:`\lambda` rises to :math:`\max_k V_k/G_k`. Among tied prefixes the one whose level
-    grows fastest (largest :math:`G_k / k`), then the longest, as that isotonic fit has it.
+    :math:`V_k = \sum_{i \le k} v_i`), and among those of least norm: the top block of
+    :math:`\operatorname{iso}(v - \lambda g)` as :math:`\lambda` rises to
+    :math:`\max_k V_k/G_k`. With one maximising prefix that is :math:`\mathbf 1_{1..k}/G_k`.
+    With several tied, the longest one is the top block, and on it the fit is
+    :math:`(\lambda^* - \lambda)` times the isotonic fit of :math:`g` averaged over the pieces
+    between consecutive tied prefixes (one tied prefix picked by the largest :math:`G_k / k`,
+    as before, was feasible but not this limit: ``[0.5, 0, 0, 0]`` for ``[0.4, 0.2, 0, 0]`` at
+    ``v = [2, 1, -5, -5]``, ``g = [2, 1, 1, 1]``).
     """
+    n = v.shape[-1]
     gk = g.cumsum(-1).expand_as(v)
     ratio = v.cumsum(-1) / gk
-    tied = ratio == ratio.amax(-1, keepdim=True)
-    k = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype, device=v.device)
-    rate = torch.where(tied, gk / k, -torch.inf)
-    best = rate == rate.amax(-1, keepdim=True)
-    last = torch.where(best, k, 0).argmax(-1, keepdim=True)  # the longest best prefix
-    inside = torch.arange(v.shape[-1], device=v.device) <= last
-    return torch.where(inside, (b.unsqueeze(-1) / gk.gather(-1, last)), 0.0).to(v.dtype)
+    tied = ratio == ratio.amax(-1, keepdim=True)  # [M, N]: the prefix 1..i+1 is tied
+    idx = torch.arange(n, device=v.device)
+    last = torch.where(tied, idx, -1).amax(-1, keepdim=True)  # the longest tied prefix
+    inside = idx <= last
+    # piece of entry i: the number of tied prefixes ending before it
+    piece = torch.cat([torch.zeros_like(last), tied[:, :-1].long().cumsum(-1)], -1)
+    ge = g.expand_as(v)
+    sums = torch.zeros_like(v).scatter_add_(-1, piece, ge)
+    counts = torch.zeros_like(v).scatter_add_(-1, piece, torch.ones_like(v))
+    piece_g = (sums / counts.clamp_min(1)).gather(-1, piece)
+    # g > 0: the fit on the top block is positive, the zeros after it keep the order
+    d = _isotonic_nonincreasing(torch.where(inside, piece_g, 0.0))[0]
+    d = torch.where(inside, d, 0.0)
+    return (d * (b / (d @ g)).unsqueeze(-1)).to(v.dtype)
 
 
 def project_monotone(
