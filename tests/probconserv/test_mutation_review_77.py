@@ -153,3 +153,68 @@ def test_anp_loss_is_the_nll_plus_the_kl_of_the_target_latent_from_the_context_l
     want = float(nll + (kl / yt.shape[1]).mean())
     assert float(loss.detach()) == pytest.approx(want, rel=1e-5)
     assert float((kl / yt.shape[1]).mean()) > 1e-3  # the KL term is not negligible here
+
+
+def _shifted_copy(model, lo, hi, **kw):
+    """A model of the same class and weights on the box ``lo, hi`` (only the box buffers
+    differ)."""
+    other = type(model)(lo, hi, **kw)
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(("lo", "hi"))}
+    missing, unexpected = other.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.endswith(("lo", "hi")) for k in missing)
+    return other
+
+
+def _sets(dtype, shift):
+    gen = torch.Generator().manual_seed(3)
+    scale = torch.tensor([1.0, 2.0], dtype=dtype)
+    xc = torch.rand(2, 7, 2, generator=gen, dtype=dtype) * scale + shift
+    xt = torch.rand(2, 5, 2, generator=gen, dtype=dtype) * scale + shift
+    yc = torch.rand(2, 7, generator=gen, dtype=dtype)
+    return xc, yc, xt
+
+
+def test_metagp_predictions_move_with_its_box():
+    """Kills the meta-GP's normalisation ``(x - lo) / (hi - lo)`` -> ``x / (hi - lo)``, which
+    every built-in GPME problem (boxes starting at 0) lets through. Oracle: translation
+    equivariance of the documented map ``z = (a - lo) / (hi - lo)``: the same weights on the
+    box shifted by ``c`` predict the same mean and covariance at inputs shifted by ``c``."""
+    from bayesphys.probconserv import MetaGP
+
+    torch.manual_seed(0)
+    shift = torch.tensor([1.5, -3.0], dtype=F64)
+    gp0 = MetaGP((0.0, 0.0), (1.0, 2.0), width=8)
+    gp1 = _shifted_copy(gp0, (1.5, -3.0), (2.5, -1.0), width=8)
+    m0, c0 = gp0.predict(*_sets(F64, 0.0))
+    m1, c1 = gp1.predict(*_sets(F64, shift))
+    torch.testing.assert_close(m1, m0, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(c1, c0, rtol=1e-9, atol=1e-12)
+    # the differentiable mean (SoftC-GP's penalty) normalises on its own path too (there the
+    # same mutant is equivalent: its raw kernel is stationary, so a dropped ``lo`` cancels)
+    torch.testing.assert_close(gp1.mean_at(*_sets(F64, shift)), m0, rtol=1e-9, atol=1e-12)
+    # the shift is not absorbed: the unshifted model at the shifted inputs predicts otherwise
+    assert float((gp0.predict(*_sets(F64, shift))[0] - m0).abs().max()) > 1e-3
+
+
+def test_anp_predictions_move_with_its_box():
+    """Kills the attentive NP's normalisation ``(x - lo) / (hi - lo)`` -> ``x / (hi - lo)``
+    (the same blind spot as the meta-GP's). Oracle: translation equivariance, as above, with
+    the same latent noise (a generator of the same seed)."""
+    from bayesphys.probconserv import AttentiveNP
+
+    torch.manual_seed(0)
+    f32 = torch.float32
+    anp0 = AttentiveNP((0.0, 0.0), (1.0, 2.0), hidden=8, heads=2)
+    anp1 = _shifted_copy(anp0, (1.5, -3.0), (2.5, -1.0), hidden=8, heads=2)
+    shift = torch.tensor([1.5, -3.0], dtype=f32)
+    m0, s0 = anp0.predict(*_sets(f32, 0.0), n_samples=3, generator=torch.Generator().manual_seed(1))
+    m1, s1 = anp1.predict(
+        *_sets(f32, shift), n_samples=3, generator=torch.Generator().manual_seed(1)
+    )
+    # float32 normalisation of shifted inputs: round-off of order 1e-7 relative
+    torch.testing.assert_close(m1, m0, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(s1, s0, rtol=1e-4, atol=1e-5)
+    m2, _ = anp0.predict(
+        *_sets(f32, shift), n_samples=3, generator=torch.Generator().manual_seed(1)
+    )
+    assert float((m2 - m0).abs().max()) > 1e-3
