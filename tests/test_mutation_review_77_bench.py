@@ -484,3 +484,38 @@ def test_odil_b3_speedup_is_nuts_seconds_over_the_laplace_fits(monkeypatch):
     nuts = [r for r in b3.bench_b3(True, None) if r["method"] == "NUTS"][0]
     assert nuts["metrics"]["speedup_vs_nuts"] == 50.0
     assert nuts["metrics"]["sd_ratio_vs_nuts"] == pytest.approx(1.0, rel=1e-12)
+
+
+# ---------------------------------------------------------------- benchmarks/_gp_pde_run.py
+
+
+def test_gp_pde_coverage_column_is_the_95_percent_interval():
+    """Kills ``_coverage``'s ``post.interval(0.95)`` -> ``0.9`` (its docstring: "95% interval
+    coverage of the exact solution"). A stand-in solver whose posterior is N(0, 1) at five
+    points and whose exact solution sits at z = 0, 1, 1.7, 1.9, 2.5: the central 95 % band
+    (|z| <= 1.95996) holds four of them, the 90 % band (|z| <= 1.64485) two; the sd / |error|
+    ratio is the medians' ratio, 1 / 1.7."""
+    import torch
+
+    from bayesphys import GaussianPosterior
+
+    run = _helper("gp_pde.py", "_gp_pde_run")
+    z = torch.tensor([0.0, 1.0, 1.7, 1.9, 2.5], dtype=torch.float64)
+
+    class _Problem:
+        def solution(self, axes):
+            return z.clone()
+
+    class _Solver:
+        dim = 1
+        problem = _Problem()
+
+        def _test_axes(self, _):
+            return [torch.linspace(0.0, 1.0, 5, dtype=torch.float64)]
+
+        def posterior(self, axes):
+            return GaussianPosterior(torch.zeros(5, dtype=torch.float64), torch.eye(5).double())
+
+    cov, ratio = run._coverage(_Solver(), 5)
+    assert cov == pytest.approx(4 / 5, abs=1e-12)
+    assert ratio == pytest.approx(1 / 1.7, rel=1e-12)
