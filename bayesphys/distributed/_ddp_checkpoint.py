@@ -158,7 +158,7 @@ def load_states(
     diff = [f"missing {k!r}" for k in own if k not in saved]
     diff += [f"unexpected {k!r}" for k in saved if k not in own]
     diff += [
-        f"{k!r} of shape {tuple(saved[k].shape)} (the model's {tuple(own[k].shape)})"
+        _entry_difference(k, own[k], saved[k])
         for k in own
         if k in saved and not _shape_loads(own[k], saved[k])
     ]
@@ -187,11 +187,22 @@ def load_states(
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        # torch's load_state_dict gives its reasons after a first line that names none
+        # ("Error(s) in loading state_dict for Sequential:"): all of it, on one line
+        detail = " ".join(str(err).split())
+        detail = detail if len(detail) <= 500 else detail[:497] + "..."
         raise ValueError(
             f"path: {path}: its states do not load ({type(err).__name__}: {detail}); the file "
             "is damaged or was not written for this model and optimizer"
         ) from err
+
+
+def _entry_difference(name: str, own: Any, saved: Any) -> str:
+    """What keeps the saved entry ``name`` (``saved``) from loading into the model's ``own``
+    (one that :func:`_shape_loads` refuses)."""
+    if not isinstance(saved, torch.Tensor):
+        return f"{name!r} is a {type(saved).__name__}, not a tensor"
+    return f"{name!r} of shape {tuple(saved.shape)} (the model's {tuple(own.shape)})"
 
 
 def _shape_loads(own: Any, saved: Any) -> bool:
@@ -199,7 +210,11 @@ def _shape_loads(own: Any, saved: Any) -> bool:
     ``own`` as far as shapes go: equal shapes, a ``[1]`` tensor into a 0-dim one (torch's
     compatibility with old files), and anything into or from a lazy module's uninitialised
     parameter (torch materialises it from the file, or judges it itself; reading its shape
-    raised before anything was loaded). Entries that are not tensors are torch's to judge."""
+    raised before anything was loaded). A saved entry that is not tensor-like where the model
+    has a tensor does not load (torch refused it only after loading every other weight);
+    other entries that are not tensors are torch's to judge."""
+    if isinstance(own, torch.Tensor) and not torch.overrides.is_tensor_like(saved):
+        return False
     if not (isinstance(own, torch.Tensor) and isinstance(saved, torch.Tensor)):
         return True
     if torch.nn.parameter.is_lazy(own) or torch.nn.parameter.is_lazy(saved):
