@@ -392,6 +392,14 @@ def synthetic_patient(
         step_d = check_real("step_d", step_d, minimum=0.0, strict=True)
     g = torch.Generator().manual_seed(int(seed))
     if phantom is not None:  # numpy maps (e.g. read from a file) failed inside .nonzero()
+        # another type went past the checks: a nested list failed on a missing attribute
+        # ('shape') or a tuple index after the check, or (gm) was taken silently
+        for k in ("wm", "gm", "brain"):
+            if not isinstance(phantom[k], (Tensor, np.ndarray)):
+                raise TypeError(
+                    f"phantom[{k!r}]: expected a tensor or numpy array, received "
+                    f"{type(phantom[k]).__name__}"
+                )
         phantom = {
             k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in phantom.items()
         }
@@ -408,9 +416,8 @@ def synthetic_patient(
                 )
         # a NaN brain mask was refused as "c0: ... 256 NaN/Inf entries" (the initial state it
         # masks), a NaN wm / gm as "wm" / "gm", arguments synthetic_patient does not have
-        for k in ("wm", "gm", "brain"):
-            if isinstance(phantom[k], Tensor):
-                check_finite(f"phantom[{k!r}]", phantom[k])
+        for k in ("wm", "gm", "brain"):  # tensors by now (numpy maps converted above)
+            check_finite(f"phantom[{k!r}]", phantom[k])
     if dtype is None:
         dtype = wm.dtype if isinstance(wm, Tensor) else torch.float64
     dtype = resolve_dtype(dtype)  # an integer dtype gave integer maps
