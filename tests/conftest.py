@@ -19,6 +19,8 @@ import pytest
 import torch
 from hypothesis import settings
 
+from tests.env_vars import DDP_ENV
+
 matplotlib.use("Agg")
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -230,12 +232,7 @@ _WATCHED_ENV = (
     "USERPROFILE",
     "COLUMNS",
     "HYPOTHESIS_PROFILE",
-    "RANK",
-    "WORLD_SIZE",
-    "LOCAL_RANK",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "GLOO_SOCKET_IFNAME",
+    *DDP_ENV,
 )
 
 _THREADS_LEFT = pytest.StashKey[tuple]()

@@ -34,19 +34,9 @@ from bayesphys.distributed import _process_group as pg
 from bayesphys.distributed._combine import _combine
 from bayesphys.distributed.executors import MapRunner, TaskError, resolve_runner
 from bayesphys.inference_data import group_dataset
+from tests.env_vars import TORCHRUN_ENV, clear_env
 
 from . import _tasks, _toy
-
-_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-def _clear_env(monkeypatch, *names: str) -> None:
-    """Remove ``names`` from the environment; monkeypatch puts each back as it was (a
-    variable absent before is not recorded by ``delenv`` alone)."""
-    for var in names:
-        monkeypatch.setenv(var, "")
-        monkeypatch.delenv(var)
-
 
 # --- _combine: xarray refuses a stack that the checks before it let through ---------------
 
@@ -312,7 +302,7 @@ def test_free_port_without_room_on_either_side_binds_an_os_port(monkeypatch):
 
 
 def test_set_local_rank_env_refuses_a_rank_outside_the_world(monkeypatch):
-    _clear_env(monkeypatch, *_TORCHRUN_VARS)
+    clear_env(monkeypatch, *TORCHRUN_ENV)
     with pytest.raises(
         ValueError, match=r"^rank: expected 0 <= rank < world_size = 2, received 2$"
     ):
@@ -321,7 +311,7 @@ def test_set_local_rank_env_refuses_a_rank_outside_the_world(monkeypatch):
 
 
 def test_a_world_size_below_one_in_the_environment_is_refused_by_name(monkeypatch):
-    _clear_env(monkeypatch, *_TORCHRUN_VARS)
+    clear_env(monkeypatch, *TORCHRUN_ENV)
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "0")
     with pytest.raises(ValueError, match=r"^WORLD_SIZE: expected an int >= 1, received 0$"):
@@ -341,7 +331,7 @@ def test_a_one_rank_group_without_local_rank_is_made_and_left(monkeypatch):
     """torchrun's RANK and WORLD_SIZE without LOCAL_RANK (a launcher that sets only those):
     the local rank is the rank, the device the CPU (no CUDA), the backend gloo over the
     loopback interface; cleanup_distributed destroys the group it made."""
-    _clear_env(monkeypatch, *_TORCHRUN_VARS, "GLOO_SOCKET_IFNAME")
+    clear_env(monkeypatch, *TORCHRUN_ENV, "GLOO_SOCKET_IFNAME")
     monkeypatch.setattr(pg.torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
@@ -398,7 +388,7 @@ def test_an_epoch_with_a_nan_loss_but_finite_steps_is_rolled_back_naming_the_los
     """A NaN added to the loss that no weight depends on (finite gradients, finite weights
     and optimizer state): the epoch's mean is NaN, so it diverged; the message names the loss,
     not the weights or the optimizer state."""
-    _clear_env(monkeypatch, "RANK", "WORLD_SIZE", "LOCAL_RANK")
+    clear_env(monkeypatch, "RANK", "WORLD_SIZE", "LOCAL_RANK")
     calls = {"n": 0}
 
     def nan_in_epoch_one(model, batch):
@@ -417,7 +407,7 @@ def test_an_epoch_with_a_nan_loss_but_finite_steps_is_rolled_back_naming_the_los
 
 
 def test_an_error_of_model_fn_reaches_the_caller_as_it_is(monkeypatch):
-    _clear_env(monkeypatch, "RANK", "WORLD_SIZE", "LOCAL_RANK")
+    clear_env(monkeypatch, "RANK", "WORLD_SIZE", "LOCAL_RANK")
 
     def broken():
         raise RuntimeError("no such layer")

@@ -14,13 +14,7 @@ import torch.distributed as dist
 from bayesphys.distributed import ddp
 from bayesphys.examples import cohort, ddp_training
 from bayesphys.inference_data import build_inference_data
-
-
-def _clear_env(monkeypatch, *names: str) -> None:
-    """Remove ``names`` from the environment; monkeypatch puts each back as it was."""
-    for var in names:
-        monkeypatch.setenv(var, "")
-        monkeypatch.delenv(var)
+from tests.env_vars import DDP_ENV, clear_env
 
 
 def _cuda_present(monkeypatch, count: int) -> None:
@@ -67,15 +61,7 @@ def test_ddp_training_under_torchrun_trains_in_this_process(monkeypatch, tmp_pat
     """One rank launched by torchrun (RANK/WORLD_SIZE set): no ranks are spawned, the run
     trains here; --device auto is the CPU without CUDA, and --batch-size is the neural
     process's batch per rank (global batch = batch x world size)."""
-    _clear_env(
-        monkeypatch,
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "GLOO_SOCKET_IFNAME",
-    )
+    clear_env(monkeypatch, *DDP_ENV)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr("torch.multiprocessing.spawn", lambda *a, **k: pytest.fail("spawned ranks"))
     env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
