@@ -183,9 +183,12 @@ def load_states(
                 "the optimizer over the parameters it was written with"
             )
     try:
-        target.load_state_dict(saved)
+        # the optimizer first: torch sets its state only once all of it has been read, so a
+        # damaged optimizer state leaves both unchanged (loaded second, it failed after the
+        # weights had been copied in); the weights' names and shapes are checked above
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
+        target.load_state_dict(saved)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
         # torch's load_state_dict gives its reasons after a first line that names none
         # ("Error(s) in loading state_dict for Sequential:"): all of it, on one line

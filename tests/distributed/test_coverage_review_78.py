@@ -96,16 +96,22 @@ def test_a_weight_that_is_no_tensor_is_named_and_nothing_is_loaded(tmp_path):
 
 def test_optimizer_state_that_does_not_load_is_a_value_error_naming_the_file(tmp_path):
     """Groups of the right sizes but no "state" entry: torch's own KeyError, reported with the
-    file and torch's reason."""
+    file and torch's reason; the model keeps its own weights (the optimizer loads first, and
+    torch sets its state only once all of it is read: the weights were copied in before)."""
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     groups = [{"params": list(range(4)), "lr": 0.1}]
     path = tmp_path / "run.pt"
-    _write(path, {"model": model.state_dict(), "optimizer": {"param_groups": groups}})
+    saved = {k: torch.full_like(v, 7.0) for k, v in before.items()}
+    _write(path, {"model": saved, "optimizer": {"param_groups": groups}})
     with pytest.raises(ValueError, match=r"its states do not load \(KeyError: 'state'\)") as info:
         ddp.load_training_checkpoint(path, model=model, optimizer=opt)
     assert str(path) in str(info.value)
     assert isinstance(info.value.__cause__, KeyError)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)  # untouched
+    assert opt.state_dict()["param_groups"][0]["lr"] == 0.1 and not opt.state
 
 
 class _Tagged(torch.nn.Module):
